@@ -1,0 +1,1 @@
+"""Embedding, FAISS and BM25 indexes, and hybrid search."""

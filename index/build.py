@@ -1,0 +1,161 @@
+"""Build an index from loaded documents: chunk, embed (cached), BM25, FAISS, write."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.cache import EmbeddingCache, embed_cached
+from index.embed import Embedder
+from index.errors import NothingToIndex
+from index.store import write_version, writer_lock
+from index.tokenize import TOKENIZER_VERSION, lexical_tokens
+from ingest.types import Chunk, ChunkSettings, Document, FileReport, LoadResult
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    chunking: ChunkSettings = field(default_factory=ChunkSettings)
+    hnsw_threshold: int = 200_000
+    bm25_k1: float = 0.9
+    bm25_b: float = 0.4
+    embed_batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    path: Path
+    files: int
+    documents: int
+    chunks: int
+    embedded: int
+    reused: int
+    seconds: float
+    embed_seconds: float
+    reports: tuple[FileReport, ...]
+
+
+def passage_text(chunk: Chunk, doc: Document) -> str:
+    """What is embedded and BM25-indexed for a chunk: its document title, section, text."""
+    parts = [doc.title, chunk.section or "", chunk.text]
+    return "\n".join(p for p in parts if p)
+
+
+def corpus_fingerprint(load: LoadResult) -> str:
+    digest = hashlib.sha256()
+    for source in sorted(load.sources, key=lambda s: s.source):
+        digest.update(source.source.encode())
+        digest.update(b"\x00")
+        digest.update(hashlib.sha256(source.text.encode()).digest())
+    return digest.hexdigest()
+
+
+def build_bm25(tokens: list[list[str]], *, k1: float, b: float) -> Any:
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs each build at DEBUG
+    bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
+    bm25.index(tokens, show_progress=False)
+    return bm25
+
+
+def build_index(
+    load: LoadResult,
+    embedder: Embedder,
+    *,
+    index_dir: Path,
+    settings: BuildSettings,
+    cache: EmbeddingCache | None,
+    progress: Callable[[int, int], None] | None = None,
+    before_publish: Callable[[Path], None] | None = None,
+) -> BuildReport:
+    """Chunk, embed and index ``load`` into a new live version of ``index_dir``.
+
+    ``progress(done, total)`` is called as passages are embedded.
+    """
+    from ingest import chunk_documents
+
+    started = time.perf_counter()
+    chunks = chunk_documents(load, settings.chunking)
+    if not chunks:
+        failed = [
+            f"{r.path}: {r.status} ({r.reason})" for r in load.reports if r.status != "ingested"
+        ]
+        raise NothingToIndex(
+            "nothing to index: no readable article with text was found"
+            + (" — " + "; ".join(failed[:10]) if failed else "")
+        )
+    docs = {d.doc_id: d for d in load.documents}
+    texts = [passage_text(c, docs[c.doc_id]) for c in chunks]
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, len(texts))
+
+    t0 = time.perf_counter()
+    vectors, embedded = embed_cached(
+        embedder,
+        texts,
+        kind="passage",
+        cache=cache,
+        batch_size=settings.embed_batch_size,
+        progress=advance,
+    )
+    embed_seconds = time.perf_counter() - t0
+    if vectors.shape[0] and not np.all(np.isfinite(vectors)):
+        raise ValueError("the embedding model returned non-finite vectors")
+    bm25 = build_bm25([lexical_tokens(t) for t in texts], k1=settings.bm25_k1, b=settings.bm25_b)
+    by_language: dict[str, int] = {}
+    for c in chunks:
+        by_language[c.language] = by_language.get(c.language, 0) + 1
+    manifest = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {"name": embedder.name, "dim": embedder.dim, "normalized": True},
+        "chunker": settings.chunking.as_dict(),
+        "lexical": {"tokenizer": TOKENIZER_VERSION, "k1": settings.bm25_k1, "b": settings.bm25_b},
+        "dense": {"metric": "inner_product", "hnsw_threshold": settings.hnsw_threshold},
+        "corpus": {"fingerprint": corpus_fingerprint(load)},
+        "counts": {
+            "files": len(load.reports),
+            "sources": len(load.sources),
+            "documents": len(load.documents),
+            "chunks": len(chunks),
+            "chunks_by_language": by_language,
+        },
+    }
+    with writer_lock(index_dir):
+        path = write_version(
+            index_dir,
+            manifest=manifest,
+            sources=load.sources,
+            documents=load.documents,
+            chunks=chunks,
+            vectors=vectors,
+            bm25=bm25,
+            hnsw_threshold=settings.hnsw_threshold,
+            reports=load.reports,
+            before_publish=before_publish,
+        )
+    return BuildReport(
+        path=path,
+        files=len(load.reports),
+        documents=len(load.documents),
+        chunks=len(chunks),
+        embedded=embedded,
+        reused=len(texts) - embedded,
+        seconds=time.perf_counter() - started,
+        embed_seconds=embed_seconds,
+        reports=load.reports,
+    )

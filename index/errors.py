@@ -1,0 +1,39 @@
+"""Domain errors, raised in the core and translated at the edges (HTTP status, CLI exit code)."""
+
+from __future__ import annotations
+
+
+class MedciteError(Exception):
+    """Base class: the message is written for the person who has to act on it."""
+
+
+class IndexNotFound(MedciteError):
+    pass
+
+
+class IndexMismatch(MedciteError):
+    """The index on disk was built with other settings (model, chunker, format)."""
+
+
+class IndexCorrupt(MedciteError):
+    pass
+
+
+class NothingToIndex(MedciteError):
+    pass
+
+
+class ModelUnavailable(MedciteError):
+    pass
+
+
+class InvalidQuery(MedciteError):
+    pass
+
+
+class EmptyQuery(InvalidQuery):
+    pass
+
+
+class QueryTooLong(InvalidQuery):
+    pass

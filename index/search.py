@@ -1,0 +1,232 @@
+"""Hybrid search: dense (FAISS) + BM25 per language partition, fused, gated, de-duplicated.
+
+Cross-lingual by construction: a multilingual dense model ranks same-language passages
+above other-language ones, so one global candidate list would rarely cross languages.
+Candidates are therefore gathered and fused *within* each language partition, each
+partition is admitted only when its best dense score clears the calibrated threshold for
+(query language -> passage language), and the admitted partitions' fused scores (all in
+[0, 1] for convex fusion) are merged. Abstention is the case where no partition is
+admitted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from index.embed import Embedder
+from index.errors import EmptyQuery, QueryTooLong
+from index.fusion import FusionMethod, fuse
+from index.store import LoadedIndex
+from index.tokenize import lexical_tokens
+from ingest.language import detect_language
+from ingest.types import Chunk, Language
+
+LOG = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    candidates: int = 100  # per retriever and language partition
+    fusion: FusionMethod = "convex"
+    dense_weight: float = 0.7
+    rrf_k: int = 60
+    max_per_doc: int = 2
+    near_duplicate_cosine: float = 0.97
+    # Minimum best dense score for a partition to be admitted, keyed "en->zh" etc.
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    abstain: bool = True
+
+
+@dataclass(frozen=True)
+class Hit:
+    row: int
+    chunk: Chunk
+    score: float  # fused score
+    dense: float  # cosine similarity
+    lexical: float  # BM25 score
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    language: Language
+    answerable: bool
+    hits: tuple[Hit, ...]
+    best_dense: Mapping[str, float]  # best dense score per passage language
+
+
+def validate_query(query: str) -> str:
+    text = query.strip()
+    if not text:
+        raise EmptyQuery("the query is empty")
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryTooLong(f"the query is longer than {MAX_QUERY_CHARS} characters")
+    return text
+
+
+@dataclass(frozen=True)
+class _Scored:
+    rows: np.ndarray
+    fused: np.ndarray
+    dense: np.ndarray
+    lexical: np.ndarray
+    query_language_first: np.ndarray  # 0 for the query's language, 1 otherwise
+
+
+def _score(
+    index: LoadedIndex,
+    qv: np.ndarray,
+    tokens: list[str],
+    qlang: str,
+    *,
+    language: str | None,
+    settings: SearchSettings,
+    candidates: int,
+) -> tuple[_Scored, dict[str, float]]:
+    lexical_all = (
+        np.asarray(index.bm25.get_scores(tokens), dtype=np.float32)
+        if tokens
+        else np.zeros(len(index.chunks), dtype=np.float32)
+    )
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
+    best: dict[str, float] = {}
+    for lang, part in sorted(index.partitions.items()):
+        if language is not None and lang != language:
+            continue
+        n = min(candidates, int(part.rows.size))
+        if n == 0:
+            continue
+        _, ids = part.faiss_index.search(qv[None, :], n)
+        dense_rows = part.rows[ids[0][ids[0] >= 0]]
+        lex_part = lexical_all[part.rows]
+        top = (
+            np.argpartition(-lex_part, n - 1)[:n] if n < lex_part.size else np.arange(lex_part.size)
+        )
+        lex_rows = part.rows[top[lex_part[top] > 0]]
+        rows = np.unique(np.concatenate([dense_rows, lex_rows]))
+        dense = np.asarray(index.vectors[rows] @ qv, dtype=np.float32)
+        lexical = lexical_all[rows]
+        best[lang] = float(dense.max())
+        threshold = settings.thresholds.get(f"{qlang}->{lang}")
+        if settings.abstain and threshold is not None and best[lang] < threshold:
+            continue
+        fused = fuse(
+            dense,
+            lexical,
+            method=settings.fusion,
+            dense_weight=settings.dense_weight,
+            rrf_k=settings.rrf_k,
+        )
+        parts.append((rows, fused, dense, lexical, 0 if lang == qlang else 1))
+    if not parts:
+        empty = np.zeros(0, dtype=np.float32)
+        return _Scored(np.zeros(0, dtype=np.int64), empty, empty, empty, empty), best
+    scored = _Scored(
+        rows=np.concatenate([p[0] for p in parts]),
+        fused=np.concatenate([p[1] for p in parts]),
+        dense=np.concatenate([p[2] for p in parts]),
+        lexical=np.concatenate([p[3] for p in parts]),
+        query_language_first=np.concatenate([np.full(p[0].size, p[4]) for p in parts]),
+    )
+    order = np.lexsort((scored.query_language_first, -scored.fused))
+    return (
+        _Scored(
+            scored.rows[order],
+            scored.fused[order],
+            scored.dense[order],
+            scored.lexical[order],
+            scored.query_language_first[order],
+        ),
+        best,
+    )
+
+
+def search(
+    index: LoadedIndex,
+    embedder: Embedder,
+    query: str,
+    *,
+    k: int = 5,
+    language: str | None = None,
+    settings: SearchSettings,
+    query_vector: np.ndarray | None = None,
+) -> SearchResult:
+    """The top ``k`` passages for ``query``, at most ``max_per_doc`` per document and
+    no two near-identical; empty (not answerable) when no partition clears its threshold."""
+    text = validate_query(query)
+    qlang = detect_language(text)
+    qv = query_vector if query_vector is not None else embedder.embed([text], kind="query")[0]
+    scored, best = _score(
+        index,
+        qv,
+        lexical_tokens(text),
+        qlang,
+        language=language,
+        settings=settings,
+        candidates=settings.candidates,
+    )
+    hits: list[Hit] = []
+    per_group: dict[str, int] = {}
+    chosen: list[np.ndarray] = []
+    for i, row in enumerate(scored.rows.tolist()):
+        chunk = index.chunks[row]
+        doc = index.documents[chunk.doc_id]
+        group = doc.near_duplicate_of or doc.doc_id
+        if per_group.get(group, 0) >= settings.max_per_doc:
+            continue
+        vec = np.asarray(index.vectors[row])
+        if chosen and float(np.max(np.stack(chosen) @ vec)) >= settings.near_duplicate_cosine:
+            continue
+        per_group[group] = per_group.get(group, 0) + 1
+        chosen.append(vec)
+        hits.append(
+            Hit(
+                row=row,
+                chunk=chunk,
+                score=float(scored.fused[i]),
+                dense=float(scored.dense[i]),
+                lexical=float(scored.lexical[i]),
+            )
+        )
+        if len(hits) == k:
+            break
+    return SearchResult(
+        query=text, language=qlang, answerable=bool(hits), hits=tuple(hits), best_dense=best
+    )
+
+
+def rank_documents(
+    index: LoadedIndex,
+    qv: np.ndarray,
+    query: str,
+    *,
+    k: int = 100,
+    settings: SearchSettings,
+    candidates: int = 300,
+) -> list[tuple[str, float]]:
+    """Document ranking for evaluation: chunk scores grouped by ``doc_id`` (max), no gate."""
+    text = query.strip()
+    scored, _ = _score(
+        index,
+        qv,
+        lexical_tokens(text),
+        detect_language(text) if text else "en",
+        language=None,
+        settings=dataclasses.replace(settings, abstain=False),
+        candidates=candidates,
+    )
+    seen: dict[str, float] = {}
+    for row, score in zip(scored.rows.tolist(), scored.fused.tolist(), strict=True):
+        doc_id = index.chunks[row].doc_id
+        if doc_id not in seen:
+            seen[doc_id] = score
+            if len(seen) == k:
+                break
+    return list(seen.items())

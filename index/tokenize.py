@@ -1,0 +1,70 @@
+"""Lexical tokens for BM25: jieba (search mode) for Han runs, stemmed words for the rest.
+
+The same function tokenizes passages and queries, so a query word matches a passage word
+when they share a jieba sub-word (自然流产 -> 自然, 流产, 自然流产) or an English stem.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from functools import cache
+
+LOG = logging.getLogger(__name__)
+
+TOKENIZER_VERSION = "jieba-search+snowball-en/1"
+
+_RUN = re.compile(
+    r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[A-Za-z0-9\u00c0-\u024f]+(?:'[a-z]+)?"
+)
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+# Function words only: content words (pain, back, 疼) must stay searchable.
+EN_STOPWORDS = frozenset(
+    """a an the and or but if then else of to in on at by for with from into onto over under
+    about as is are was were be been being am do does did doing have has had having i me my
+    mine we us our you your he him his she her it its they them their this that these those
+    what which who whom whose when where why how can could should would will shall may might
+    must not no nor so than too very just also there here all any some such only own same
+    s t don't doesn't didn't i'm it's""".split()  # noqa: SIM905
+)
+ZH_STOPWORDS = frozenset(
+    """的 了 是 在 和 与 及 或 也 都 就 而 被 把 吗 呢 吧 啊 呀 么 什么 怎么 怎么办 怎样 如何 为什么
+    哪些 是否 一个 这个 那个 这 那 有 有没有 会 能 可以 要 需要 我 你 他 她 它 我们 你们 他们
+    之 其 为 以 于 对 等 着 过 又 再 还 很 更 最 个 些""".split()  # noqa: SIM905
+)
+
+
+@cache
+def _jieba_cut() -> Callable[[str], list[str]]:
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    cut: Callable[[str], list[str]] = jieba.lcut_for_search
+    return cut
+
+
+@cache
+def _stem_words() -> Callable[[list[str]], list[str]]:
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    return stemmer.stemWords  # type: ignore[no-any-return]
+
+
+def lexical_tokens(text: str) -> list[str]:
+    """Lower-cased BM25 tokens of ``text`` (Chinese and English mixed freely)."""
+    cut = _jieba_cut()
+    words: list[str] = []
+    out: list[str] = []
+    for match in _RUN.finditer(text.lower()):
+        run = match.group(0)
+        if _HAN.match(run):
+            out.extend(t for t in cut(run) if t not in ZH_STOPWORDS)
+        elif run not in EN_STOPWORDS:
+            words.append(run)
+    if words:
+        out.extend(_stem_words()(words))
+    return out

@@ -1,0 +1,315 @@
+"""Load a corpus: files and directories of articles to sources, documents and file reports.
+
+Articles are ``.txt`` / ``.md`` / ``.html`` pages (one main article, possibly followed by short
+Q&A cards, each its own document) and BEIR-style ``*.jsonl`` files (one ``{"id", "title",
+"text"}`` record per line, each its own document and source).
+
+Ids: a page with one document uses its relative path ("a/b.txt"); further documents on the same
+page are "a/b.txt#1", "a/b.txt#2", ... in page order. A jsonl record uses its own id, prefixed
+with "FILE.jsonl#" only when the same id also comes from another file. A record's source is
+always "FILE.jsonl#ID".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from ingest.decode import UndecodableError, decode_bytes
+from ingest.extract import html_to_text
+from ingest.language import detect_language
+from ingest.metadata import normalize_title
+from ingest.page import Draft, parse_page
+from ingest.types import Document, FileReport, FileStatus, LoadResult, Segment, SourceText
+
+LOG = logging.getLogger(__name__)
+
+Kind = Literal["text", "markdown", "html", "jsonl"]
+KINDS: dict[str, Kind] = {
+    ".txt": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".jsonl": "jsonl",
+}
+_LANGUAGE_SAMPLE = 4000  # characters of a document used to decide its language
+_BAD_LINES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class _Input:
+    path: Path
+    rel: str  # posix path relative to the corpus root
+
+
+@dataclass
+class _FileResult:
+    report: FileReport
+    sources: list[SourceText]
+    documents: list[Document]
+
+
+def load(paths: Sequence[Path], *, root: Path | None = None) -> LoadResult:
+    """Read every supported file under ``paths``; every file found gets a :class:`FileReport`.
+
+    ``root`` is the directory sources are named relative to; by default a directory argument
+    is its own root and a file argument's root is its parent directory. A path outside an
+    explicit ``root`` is a ``ValueError``. Directories are read recursively in sorted order;
+    hidden entries (".name") are reported as skipped without being read.
+    """
+    reports: list[FileReport] = []
+    sources: list[SourceText] = []
+    documents: list[Document] = []
+    for item, problem in _discover([Path(p) for p in paths], root):
+        result = _read_file(item) if problem is None else _report(item, *problem)
+        reports.append(result.report)
+        sources.extend(result.sources)
+        documents.extend(result.documents)
+        report = result.report
+        trouble = report.status == "failed" or (report.status == "ingested" and report.reason)
+        log = LOG.warning if trouble else LOG.debug
+        log("%s: %s (%s)", item.rel, report.status, report.reason or "ok")
+    documents = _unique_record_ids(documents)
+    LOG.info(
+        "loaded %d documents from %d of %d files",
+        len(documents),
+        sum(1 for r in reports if r.status == "ingested"),
+        len(reports),
+    )
+    return LoadResult(tuple(sources), tuple(documents), tuple(reports))
+
+
+# --- finding files ---------------------------------------------------------------------------
+
+
+_Problem = tuple[FileStatus, str]  # a file reported without being read
+
+
+def _discover(paths: list[Path], root: Path | None) -> Iterator[tuple[_Input, _Problem | None]]:
+    """Every file under ``paths`` in order, with the reason when it is not to be read."""
+    seen_files: dict[Path, str] = {}
+    seen_dirs: set[Path] = set()
+    names: set[str] = set()
+    for path in paths:
+        base = root if root is not None else (path if path.is_dir() else path.parent)
+        if not path.exists():
+            why = "broken symbolic link" if path.is_symlink() else "not found"
+            yield _Input(path, _relative(path, base)), ("failed", why)
+            continue
+        for found, problem in _walk(path, base, seen_dirs):
+            if problem is not None:
+                yield found, problem
+                continue
+            real = found.path.resolve()
+            if real in seen_files:
+                yield found, ("skipped", f"same file as {seen_files[real]}")
+            elif found.rel in names:
+                yield found, ("skipped", "another input has the same relative path")
+            else:
+                seen_files[real] = found.rel
+                names.add(found.rel)
+                yield found, None
+
+
+def _walk(path: Path, base: Path, seen_dirs: set[Path]) -> Iterator[tuple[_Input, _Problem | None]]:
+    """Files under ``path``, sorted by name within each directory.
+
+    Directories are tracked by their resolved path, so a symbolic link loop is read once.
+    """
+    item = _Input(path, _relative(path, base))
+    if not path.is_dir():
+        yield item, None
+        return
+    real = path.resolve()
+    if real in seen_dirs:
+        yield item, ("skipped", "directory already read (symbolic link loop or alias)")
+        return
+    seen_dirs.add(real)
+    try:
+        entries = sorted(path.iterdir(), key=lambda p: p.name)
+    except OSError as exc:
+        yield item, ("failed", f"unreadable directory: {exc.strerror or exc}")
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            what = "directory" if entry.is_dir() else "file"
+            yield _Input(entry, _relative(entry, base)), ("skipped", f"hidden {what}")
+        else:
+            yield from _walk(entry, base, seen_dirs)
+
+
+def _relative(path: Path, base: Path) -> str:
+    for p, b in ((path.absolute(), base.absolute()), (path.resolve(), base.resolve())):
+        try:
+            rel = p.relative_to(b).as_posix()
+        except ValueError:
+            continue
+        return rel if rel != "." else path.name
+    raise ValueError(f"{path} is not under the corpus root {base}")
+
+
+# --- reading one file ------------------------------------------------------------------------
+
+
+def _read_file(item: _Input) -> _FileResult:
+    suffix = item.path.suffix.lower()
+    kind = KINDS.get(suffix)
+    if kind is None:
+        what = f"'{suffix}'" if suffix else "without an extension"
+        return _report(item, "skipped", f"unsupported file type {what}")
+    if not item.path.exists():
+        return _report(item, "failed", "broken symbolic link")
+    if not item.path.is_file():  # a FIFO or device would block or never end
+        return _report(item, "skipped", "not a regular file")
+    try:
+        data = item.path.read_bytes()
+    except OSError as exc:
+        return _report(item, "failed", f"unreadable: {exc.strerror or exc}")
+    if not data.strip():
+        return _report(item, "skipped", "empty")
+    try:
+        text, encoding = decode_bytes(data)
+    except UndecodableError as exc:
+        return _report(item, "failed", str(exc))
+    if not text.strip():
+        return _report(item, "skipped", "empty", encoding)
+    if kind == "jsonl":
+        return _read_jsonl(item, text, encoding)
+    return _read_page(item, text, encoding, kind)
+
+
+def _report(
+    item: _Input, status: FileStatus, reason: str | None, encoding: str | None = None
+) -> _FileResult:
+    return _FileResult(FileReport(item.rel, status, reason, encoding), [], [])
+
+
+def _read_page(item: _Input, raw: str, encoding: str, kind: Kind) -> _FileResult:
+    if kind == "html":
+        extracted = html_to_text(raw)
+        text, headings, meta = extracted.text, extracted.headings, extracted.meta
+    else:
+        text, headings, meta = raw, frozenset(), {}
+    drafts = parse_page(text, markdown=kind == "markdown", headings=headings, meta=meta)
+    if not drafts:
+        return _report(item, "skipped", "no article text after removing boilerplate", encoding)
+    source = SourceText(item.rel, text, encoding, kind)
+    documents = _page_documents(item.rel, text, drafts)
+    report = FileReport(item.rel, "ingested", None, encoding, len(documents))
+    return _FileResult(report, [source], documents)
+
+
+def _page_documents(rel: str, text: str, drafts: list[Draft]) -> list[Document]:
+    documents: list[Document] = []
+    first_with_title: dict[str, str] = {}
+    for n, draft in enumerate(drafts):
+        doc_id = rel if n == 0 else f"{rel}#{n}"
+        key = normalize_title(draft.title)
+        body = "\n".join(text[s.start : s.end] for s in draft.segments)
+        documents.append(
+            Document(
+                doc_id=doc_id,
+                source=rel,
+                title=draft.title,
+                language=detect_language((draft.title + "\n" + body)[:_LANGUAGE_SAMPLE]),
+                segments=tuple(draft.segments),
+                author=draft.author,
+                author_title=draft.author_title,
+                institution=draft.institution,
+                date=draft.date,
+                kind=draft.kind,
+                near_duplicate_of=first_with_title.get(key) if key else None,
+            )
+        )
+        if key:
+            first_with_title.setdefault(key, doc_id)
+    return documents
+
+
+def _read_jsonl(item: _Input, text: str, encoding: str) -> _FileResult:
+    """One document per record; a bad line is reported and the rest of the file still read."""
+    sources: list[SourceText] = []
+    documents: list[Document] = []
+    problems: list[str] = []
+    first_line: dict[str, int] = {}
+    # Split on "\n" only: JSON strings may hold U+2028 and other characters splitlines() breaks on.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = _record(raw)
+        except ValueError as exc:
+            problems.append(f"line {number}: {exc}")
+            continue
+        doc_id, title, body = record
+        if doc_id in first_line:
+            problems.append(
+                f"line {number}: duplicate id {doc_id!r} (kept line {first_line[doc_id]})"
+            )
+            continue
+        first_line[doc_id] = number
+        start = len(body) - len(body.lstrip())
+        source = f"{item.rel}#{doc_id}"
+        sources.append(SourceText(source, body, "json", "jsonl"))
+        documents.append(
+            Document(
+                doc_id=doc_id,
+                source=source,
+                title=title,
+                language=detect_language((title + "\n" + body)[:_LANGUAGE_SAMPLE]),
+                segments=(Segment(start, len(body.rstrip())),),
+                kind="record",
+            )
+        )
+    detail = "; ".join(problems[:_BAD_LINES_SHOWN])
+    if len(problems) > _BAD_LINES_SHOWN:
+        detail += f"; and {len(problems) - _BAD_LINES_SHOWN} more"
+    if not documents:
+        if problems:
+            return _report(item, "failed", f"no valid records: {detail}", encoding)
+        return _report(item, "skipped", "empty", encoding)
+    plural = "line" if len(problems) == 1 else "lines"
+    skipped = f"{len(problems)} bad {plural} skipped: {detail}" if problems else None
+    report = FileReport(item.rel, "ingested", skipped, encoding, len(documents))
+    return _FileResult(report, sources, documents)
+
+
+def _record(raw: str) -> tuple[str, str, str]:
+    """``(id, title, text)`` of one jsonl line; ``ValueError`` says what is wrong with it."""
+    try:
+        record = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"a JSON {type(record).__name__}, not an object")
+    doc_id = record.get("id", record.get("_id"))
+    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or str(doc_id) == "":
+        raise ValueError("no usable id")
+    title = record.get("title") or ""
+    body = record.get("text")
+    if not isinstance(title, str):
+        raise ValueError("title is not a string")
+    if not isinstance(body, str):
+        raise ValueError("no text" if body is None else "text is not a string")
+    if not body.strip():
+        raise ValueError("empty text")
+    return str(doc_id), title, body
+
+
+def _unique_record_ids(documents: list[Document]) -> list[Document]:
+    """Prefix a record id with its file ("FILE.jsonl#ID") when another document has it too."""
+    counts = Counter(d.doc_id for d in documents)
+    if all(n == 1 for n in counts.values()):
+        return documents
+    unique: list[Document] = []
+    for doc in documents:
+        if doc.kind == "record" and counts[doc.doc_id] > 1:
+            doc = replace(doc, doc_id=doc.source)
+        unique.append(doc)
+    return unique

@@ -1,0 +1,1 @@
+"""The edges: settings, FastAPI app, CLI."""

@@ -1,0 +1,144 @@
+"""The FastAPI app: ``create_app(settings)``; model and index load in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from index.embed import Embedder, load_embedder, set_threads
+from index.errors import InvalidQuery, MedciteError
+from index.search import SearchSettings, search
+from index.store import LoadedIndex, check_compatible, load_index
+from service.schemas import ErrorResponse, SearchRequest, SearchResponse, to_response
+from service.settings import Settings
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    """What a request needs: the loaded index, the embedder and the search settings."""
+
+    index: LoadedIndex
+    embedder: Embedder
+    settings: SearchSettings
+
+
+def load_engine(settings: Settings) -> Engine:
+    """Load model and index and check they belong together; raises MedciteError."""
+    set_threads(settings.threads)
+    embedder = load_embedder(
+        settings.model, cache_dir=settings.cache_dir, batch_size=settings.embed_batch_size
+    )
+    index = load_index(settings.index_dir)
+    check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
+    return Engine(index=index, embedder=embedder, settings=settings.search(embedder.name))
+
+
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = ErrorResponse.model_validate({"error": {"code": code, "message": message}})
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    settings = settings or Settings()
+    state: dict[str, Any] = {"engine": engine, "error": None}
+    lock = threading.Lock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state["engine"] is None:
+            try:
+                state["engine"] = load_engine(settings)
+            except MedciteError as exc:
+                state["error"] = str(exc)
+                LOG.error("not ready: %s", exc)
+        yield
+
+    app = FastAPI(
+        title="medcite",
+        version="0.1.0",
+        summary="Cited passages from medical articles for health questions (Chinese and English).",
+        lifespan=lifespan,
+        responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    )
+
+    def get_engine() -> Engine:
+        with lock:
+            current = state["engine"]
+        if current is None:
+            raise HTTPException(503, state["error"] or "the index is still loading")
+        return current  # type: ignore[no-any-return]
+
+    EngineDep = Annotated[Engine, Depends(get_engine)]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 503: "not_ready"}.get(
+            exc.status_code, "http_error"
+        )
+        headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+        return _error(exc.status_code, code, str(exc.detail), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = (
+            f"{where}: {first.get('msg', 'invalid request')}" if where else str(first.get("msg"))
+        )
+        return _error(422, "invalid_request", message)
+
+    @app.exception_handler(InvalidQuery)
+    async def invalid_query(request: Request, exc: InvalidQuery) -> JSONResponse:
+        return _error(422, "invalid_query", str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        LOG.exception("unexpected error on %s", request.url.path)
+        return _error(500, "internal_error", "internal error")
+
+    @app.post("/search", response_model=SearchResponse)
+    def search_endpoint(body: SearchRequest, engine: EngineDep) -> SearchResponse:
+        """The most relevant passages for a question, with citations and a disclaimer."""
+        t0 = time.perf_counter()
+        result = search(
+            engine.index,
+            engine.embedder,
+            body.query,
+            k=body.k,
+            language=body.language,
+            settings=engine.settings,
+        )
+        return to_response(result, engine.index, (time.perf_counter() - t0) * 1000)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": ErrorResponse}})
+    def readyz(engine: EngineDep) -> dict[str, Any]:
+        """The index and model are loaded and the service can answer."""
+        counts = engine.index.manifest.get("counts", {})
+        return {
+            "status": "ready",
+            "model": engine.index.model_name,
+            "chunks": counts.get("chunks"),
+            "documents": counts.get("documents"),
+            "index_version": engine.index.path.name,
+        }
+
+    return app

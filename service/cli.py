@@ -1,0 +1,277 @@
+"""The ``medcite`` command. Heavy libraries are imported inside the commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from index.errors import MedciteError
+from service.settings import Settings
+
+LOG = logging.getLogger(__name__)
+
+INDEX_DIR = click.option(
+    "--index-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Index directory (default: MEDCITE_INDEX_DIR, else ~/.local/share/medcite/index).",
+)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except Exception as exc:  # pydantic ValidationError from a bad env var or option
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+
+
+def _pin_threads(n: int) -> None:
+    """Must run before torch/faiss load: OpenMP reads these at start-up."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    os.environ.setdefault("MKL_NUM_THREADS", str(n))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    """Domain errors become one line on stderr and exit code 2."""
+    try:
+        yield
+    except MedciteError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def main(verbose: bool) -> None:
+    """medcite: cited passages from medical articles for health questions."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _progress_bar(label: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(
+                total=total, desc=label, unit="passage", file=sys.stderr, disable=None
+            )
+        bar["bar"].n = done
+        bar["bar"].refresh()
+
+    def close() -> None:
+        if "bar" in bar:
+            bar["bar"].close()
+
+    return update, close
+
+
+def run_ingest(paths: list[Path], settings: Settings, *, quiet: bool = False) -> Any:
+    from index.build import build_index
+    from index.cache import EmbeddingCache
+    from index.embed import load_embedder, set_threads
+    from ingest import load
+
+    set_threads(settings.threads if settings.threads > 1 else os.cpu_count() or 1)
+    result = load(paths)
+    embedder = load_embedder(
+        settings.model, cache_dir=settings.cache_dir, batch_size=settings.embed_batch_size
+    )
+    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    update, close = _progress_bar("embedding")
+    try:
+        report = build_index(
+            result,
+            embedder,
+            index_dir=settings.index_dir,
+            settings=settings.build(),
+            cache=cache,
+            progress=None if quiet else update,
+        )
+    finally:
+        close()
+        cache.close()
+    return report
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@INDEX_DIR
+@click.option(
+    "--model", default=None, help="Embedding model (default: offline multilingual-e5-small)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the ingest report as JSON.")
+def ingest(
+    paths: tuple[Path, ...], index_dir: Path | None, model: str | None, as_json: bool
+) -> None:
+    """Read articles (.txt .md .html, BEIR corpus.jsonl) and build the index."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise click.BadParameter(f"no such file or directory: {', '.join(missing)}")
+    settings = _settings(index_dir=index_dir, model=model)
+    with _domain_errors():
+        report = run_ingest(list(paths), settings)
+    rate = report.embedded / report.embed_seconds if report.embedded and report.embed_seconds else 0
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "index": str(report.path),
+                    "files": [r.__dict__ for r in report.reports],
+                    "documents": report.documents,
+                    "chunks": report.chunks,
+                    "embedded": report.embedded,
+                    "reused": report.reused,
+                    "seconds": round(report.seconds, 2),
+                },
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
+        return
+    for r in report.reports:
+        if r.status != "ingested" or r.reason:
+            click.echo(f"{r.status:>8}  {r.path}: {r.reason}", err=True)
+    ok = sum(r.status == "ingested" for r in report.reports)
+    click.echo(
+        f"indexed {ok}/{report.files} files, {report.documents} documents, {report.chunks} "
+        f"passages ({report.embedded} embedded, {report.reused} from cache"
+        + (f", {rate:.1f} passages/s" if rate else "")
+        + f") in {report.seconds:.1f}s -> {settings.index_dir}"
+    )
+
+
+@main.command()
+@click.argument("query")
+@click.option("--k", default=5, show_default=True, type=click.IntRange(1, 50))
+@click.option("--language", type=click.Choice(["zh", "en"]), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the same JSON as POST /search.")
+@INDEX_DIR
+def search(query: str, k: int, language: str | None, as_json: bool, index_dir: Path | None) -> None:
+    """Search the index and print cited passages."""
+    _pin_threads(1)
+    settings = _settings(index_dir=index_dir)
+    from index.search import search as run_search
+    from service.app import load_engine
+    from service.schemas import to_response
+
+    with _domain_errors():
+        engine = load_engine(settings)
+        t0 = time.perf_counter()
+        result = run_search(
+            engine.index, engine.embedder, query, k=k, language=language, settings=engine.settings
+        )
+        response = to_response(result, engine.index, (time.perf_counter() - t0) * 1000)
+    if as_json:
+        click.echo(response.model_dump_json(indent=1))
+        return
+    if not response.answerable:
+        click.echo(response.message)
+    for p in response.passages:
+        byline = ", ".join(x for x in (p.author, p.institution, p.date) if x)
+        click.echo(f"[{p.rank}] {p.title}" + (f" — {byline}" if byline else ""))
+        click.echo(f"    {p.source} [{p.start}:{p.end}]" + (f" § {p.section}" if p.section else ""))
+        click.echo("    " + " ".join(p.text.split())[:400])
+    click.echo(f"\n{response.disclaimer}")
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default 8000).")
+@INDEX_DIR
+def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
+    """Serve the API (builds the index from corpus/ first when there is none)."""
+    _pin_threads(1)
+    settings = _settings(index_dir=index_dir, host=host, port=port)
+    import uvicorn
+
+    from index.store import current_version
+    from service.app import create_app, load_engine
+
+    with _domain_errors():
+        if current_version(settings.index_dir) is None:
+            if settings.corpus_dir is None:
+                raise click.ClickException(
+                    f"no index in {settings.index_dir} and no corpus/ to build one from: "
+                    "run `medcite ingest PATH` first"
+                )
+            click.echo(f"no index yet: building one from {settings.corpus_dir}", err=True)
+            run_ingest([settings.corpus_dir], settings)
+        engine = load_engine(settings)
+    click.echo(f"serving on http://{settings.host}:{settings.port} (API docs at /docs)", err=True)
+    uvicorn.run(create_app(settings, engine=engine), host=settings.host, port=settings.port)
+
+
+@main.command(name="eval")
+@click.option("--corpus", "corpus", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--queries", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--qrels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@INDEX_DIR
+@click.option(
+    "--methods",
+    default=None,
+    help="Comma-separated retrievers to score side by side: bm25,dense,convex,rrf "
+    "(default: the configured fusion).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--limit", type=int, default=None, help="Evaluate only the first N queries.")
+def eval_command(
+    corpus: Path,
+    queries: Path,
+    qrels: Path,
+    index_dir: Path | None,
+    methods: str | None,
+    as_json: bool,
+    limit: int | None,
+) -> None:
+    """Score retrieval on a BEIR-format set: nDCG@10, Recall@10, Recall@100, MRR@10."""
+    _pin_threads(1)
+    settings = _settings(index_dir=index_dir)
+    from service.evaluate import evaluate
+
+    method_list = [m.strip() for m in (methods or settings.fusion).split(",") if m.strip()]
+    with _domain_errors():
+        report = evaluate(
+            corpus,
+            queries,
+            qrels,
+            settings=settings,
+            index_dir=index_dir,
+            methods=method_list,
+            limit=limit,
+            progress=sys.stderr.isatty(),
+        )
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=1))
+        return
+    click.echo(f"{report['queries']} queries, {report['documents']} documents")
+    click.echo(f"{'method':<8} {'nDCG@10':>8} {'R@10':>8} {'R@100':>8} {'MRR@10':>8}")
+    for name, m in report["methods"].items():
+        click.echo(
+            f"{name:<8} {m['ndcg@10']:>8.4f} {m['recall@10']:>8.4f} "
+            f"{m['recall@100']:>8.4f} {m['mrr@10']:>8.4f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

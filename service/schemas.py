@@ -1,0 +1,93 @@
+"""The HTTP contract (pydantic models live only at the edge)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from index.search import SearchResult
+from index.store import LoadedIndex
+from service.disclaimer import disclaimer, no_answer
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(..., description="A free-text question, Chinese or English.")
+    k: int = Field(5, ge=1, le=50, description="How many passages to return.")
+    language: Literal["zh", "en"] | None = Field(
+        None, description="Only return passages in this language."
+    )
+
+
+class Passage(BaseModel):
+    rank: int
+    score: float = Field(description="Fused relevance score (comparable within one response).")
+    text: str = Field(description="The passage: exactly source_text[start:end].")
+    doc_id: str
+    chunk_id: str
+    title: str
+    source: str = Field(description="File relative to the corpus root, or FILE.jsonl#DOC_ID.")
+    start: int = Field(description="Start offset (characters) into the source text.")
+    end: int = Field(description="End offset (characters, exclusive) into the source text.")
+    section: str | None
+    author: str | None
+    author_title: str | None
+    institution: str | None
+    date: str | None
+    language: Literal["zh", "en"]
+
+
+class SearchResponse(BaseModel):
+    query: str
+    language: Literal["zh", "en"]
+    answerable: bool
+    message: str | None = Field(None, description="Set when nothing relevant was found.")
+    disclaimer: str
+    passages: list[Passage]
+    took_ms: float
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def to_response(result: SearchResult, index: LoadedIndex, took_ms: float) -> SearchResponse:
+    passages = []
+    for rank, hit in enumerate(result.hits, start=1):
+        chunk = hit.chunk
+        doc = index.documents[chunk.doc_id]
+        passages.append(
+            Passage(
+                rank=rank,
+                score=round(hit.score, 6),
+                text=chunk.text,
+                doc_id=chunk.doc_id,
+                chunk_id=chunk.chunk_id,
+                title=doc.title,
+                source=chunk.source,
+                start=chunk.start,
+                end=chunk.end,
+                section=chunk.section,
+                author=doc.author,
+                author_title=doc.author_title,
+                institution=doc.institution,
+                date=doc.date,
+                language=chunk.language,
+            )
+        )
+    return SearchResponse(
+        query=result.query,
+        language=result.language,
+        answerable=result.answerable,
+        message=None if result.answerable else no_answer(result.language),
+        disclaimer=disclaimer(result.language),
+        passages=passages,
+        took_ms=round(took_ms, 2),
+    )

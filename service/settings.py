@@ -1,0 +1,105 @@
+"""Settings, read once at the edge (CLI entry, app factory) and passed in explicitly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from index.build import BuildSettings
+from index.search import SearchSettings
+from ingest.types import ChunkSettings
+
+LOG = logging.getLogger(__name__)
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / fallback)
+
+
+def bundled_corpus() -> Path | None:
+    """The repository's ``corpus/`` folder (present in a source checkout)."""
+    here = Path(__file__).resolve().parent.parent / "corpus"
+    return here if here.is_dir() else None
+
+
+class Settings(BaseSettings):
+    """Every setting can come from an environment variable ``MEDCITE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDCITE_", extra="ignore")
+
+    index_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "medcite" / "index"
+    )
+    cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "medcite")
+    corpus_dir: Path | None = Field(default_factory=bundled_corpus)
+    model: str = (
+        "default"  # the offline multilingual-e5-small, or any sentence-transformers name/path
+    )
+
+    chunk_max_tokens: int = Field(200, ge=16, le=480)
+    chunk_overlap_sentences: int = Field(0, ge=0, le=5)
+    hnsw_threshold: int = Field(200_000, ge=1)
+    bm25_k1: float = Field(0.9, gt=0)
+    bm25_b: float = Field(0.4, ge=0, le=1)
+    embed_batch_size: int = Field(32, ge=1, le=1024)
+
+    fusion: Literal["convex", "rrf", "dense", "bm25"] = "convex"
+    dense_weight: float = Field(0.7, ge=0, le=1)
+    rrf_k: int = Field(60, ge=1)
+    candidates: int = Field(100, ge=1, le=2000)
+    max_per_doc: int = Field(2, ge=1, le=50)
+    abstain: bool = True
+    # JSON object {"en->zh": 0.8, ...}; overrides the calibrated thresholds of the model.
+    thresholds: dict[str, float] | None = None
+
+    threads: int = Field(1, ge=1, le=64)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    def chunking(self) -> ChunkSettings:
+        return ChunkSettings(
+            max_tokens=self.chunk_max_tokens, overlap_sentences=self.chunk_overlap_sentences
+        )
+
+    def build(self) -> BuildSettings:
+        return BuildSettings(
+            chunking=self.chunking(),
+            hnsw_threshold=self.hnsw_threshold,
+            bm25_k1=self.bm25_k1,
+            bm25_b=self.bm25_b,
+            embed_batch_size=self.embed_batch_size,
+        )
+
+    def search(self, model_name: str) -> SearchSettings:
+        return SearchSettings(
+            candidates=self.candidates,
+            fusion=self.fusion,
+            dense_weight=self.dense_weight,
+            rrf_k=self.rrf_k,
+            max_per_doc=self.max_per_doc,
+            thresholds=self.thresholds
+            if self.thresholds is not None
+            else calibrated_thresholds(model_name),
+            abstain=self.abstain,
+        )
+
+
+def calibrated_thresholds(model_name: str) -> dict[str, float]:
+    """Abstention thresholds calibrated for ``model_name`` (see bench/calibrate_abstention.py)."""
+    data = json.loads(resources.files("index").joinpath("calibration.json").read_text("utf-8"))
+    found = data.get("models", {}).get(model_name)
+    if found is None:
+        LOG.warning(
+            "no calibrated abstention thresholds for model %r: the service will not abstain "
+            "(set MEDCITE_THRESHOLDS to enable it)",
+            model_name,
+        )
+        return {}
+    return {k: float(v) for k, v in found["thresholds"].items()}

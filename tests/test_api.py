@@ -1,0 +1,177 @@
+"""The API through a real ``medcite serve`` (uvicorn) on loopback, real model, seed corpus."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from support import CORPUS, cache_dir
+
+from service.disclaimer import DISCLAIMERS
+
+pytestmark = pytest.mark.slow
+
+MISCARRIAGE_EN = {"001_f6e1ae9f4f4596cb.txt", "004_3a0b4b9e837dc788.txt"}
+MISCARRIAGE_ZH = "000_1e25916c291d4d20.txt"
+PREGNANCY_EN = {"002_e80cb361c43bb8f7.txt", "003_322f64557f9a19d7.txt"}
+OFF_TOPIC = [
+    ("how to brew chrysanthemum tea", "en"),
+    ("what is the best phone to buy", "en"),
+    ("how do I change a flat tyre on my car", "en"),
+    ("如何更换汽车轮胎", "zh"),
+    ("今天比特币的价格是多少", "zh"),
+    ("红烧肉怎么做好吃", "zh"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(seed_index_dir: Path) -> Iterator[str]:
+    port = _free_port()
+    env = dict(
+        os.environ,
+        MEDCITE_INDEX_DIR=str(seed_index_dir),
+        MEDCITE_CACHE_DIR=str(cache_dir()),
+        HF_HUB_OFFLINE="1",
+    )
+    exe = Path(sys.executable).parent / "medcite"
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("server did not become ready in 180 s")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def ask(base: str, query: str, **kw: Any) -> dict[str, Any]:
+    r = httpx.post(f"{base}/search", json={"query": query, **kw}, timeout=60)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def assert_exact_spans(body: dict[str, Any]) -> None:
+    for p in body["passages"]:
+        text = (CORPUS / p["source"]).read_text(encoding="utf-8")
+        assert text[p["start"] : p["end"]] == p["text"]
+
+
+def test_health_ready_and_docs(server: str) -> None:
+    assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{server}/readyz").json()
+    assert ready["status"] == "ready" and ready["model"] == "intfloat/multilingual-e5-small"
+    assert httpx.get(f"{server}/docs").status_code == 200
+    assert "/search" in httpx.get(f"{server}/openapi.json").json()["paths"]
+
+
+def test_english_question_finds_english_and_chinese_miscarriage_articles(server: str) -> None:
+    body = ask(server, "why does my back hurt after a miscarriage", k=6)
+    assert body["answerable"] and body["language"] == "en"
+    assert body["disclaimer"] == DISCLAIMERS["en"]
+    sources = [p["source"] for p in body["passages"]]
+    assert MISCARRIAGE_EN & set(sources[:3])
+    assert MISCARRIAGE_ZH in sources  # cross-lingual
+    assert_exact_spans(body)
+    expected = {"rank", "score", "text", "doc_id", "title", "source", "start", "end"}
+    expected |= {"section", "author", "institution", "date", "language"}
+    assert expected <= set(body["passages"][0])
+    assert [p["rank"] for p in body["passages"]] == list(range(1, len(sources) + 1))
+
+
+def test_chinese_question_finds_chinese_and_english_articles(server: str) -> None:
+    body = ask(server, "流产后腰疼是什么原因", k=6)
+    assert body["answerable"] and body["language"] == "zh"
+    assert body["disclaimer"] == DISCLAIMERS["zh"]
+    sources = {p["source"] for p in body["passages"]}
+    assert MISCARRIAGE_ZH in sources
+    assert MISCARRIAGE_EN & sources  # cross-lingual
+    assert_exact_spans(body)
+    zh = next(p for p in body["passages"] if p["source"] == MISCARRIAGE_ZH)
+    assert zh["institution"] and zh["date"] == "2025-10-17"
+
+
+def test_chinese_pregnancy_question_reaches_english_pregnancy_pages(server: str) -> None:
+    body = ask(server, "怀孕三个月腰疼怎么办", k=6)
+    assert PREGNANCY_EN & {p["source"] for p in body["passages"]}
+    assert_exact_spans(body)
+
+
+@pytest.mark.parametrize(("query", "lang"), OFF_TOPIC)
+def test_off_topic_questions_abstain_with_disclaimer(server: str, query: str, lang: str) -> None:
+    body = ask(server, query)
+    assert body["answerable"] is False
+    assert body["passages"] == []
+    assert body["message"]
+    assert body["disclaimer"] == DISCLAIMERS[lang]
+
+
+def test_no_boilerplate_and_no_repeats(server: str) -> None:
+    for query in ["自然流产后腰疼是因为什么原因引起的", "back pain after miscarriage treatment"]:
+        body = ask(server, query, k=10)
+        texts = [p["text"] for p in body["passages"]]
+        for t in texts:
+            assert "Recommend" not in t and "健康典吧" not in t and "@qq.com" not in t
+        per_doc: dict[str, int] = {}
+        for p in body["passages"]:
+            per_doc[p["doc_id"]] = per_doc.get(p["doc_id"], 0) + 1
+        assert max(per_doc.values()) <= 2
+        assert len(set(texts)) == len(texts)
+
+
+@pytest.mark.parametrize(
+    ("payload", "where"),
+    [
+        ({"query": "   "}, "query"),
+        ({"query": "back pain", "k": 0}, "k"),
+        ({"query": "back pain", "k": 51}, "k"),
+        ({"query": 5}, "query"),
+        ({"query": "back pain", "colour": "red"}, "colour"),
+        ({"query": "back pain", "language": "fr"}, "language"),
+        ({}, "query"),
+    ],
+)
+def test_bad_input_gets_one_error_shape(server: str, payload: dict[str, Any], where: str) -> None:
+    r = httpx.post(f"{server}/search", json=payload)
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error["code"] in {"invalid_request", "invalid_query"}
+    assert where in error["message"] or error["code"] == "invalid_query"
+
+
+def test_invalid_json_is_a_clean_422(server: str) -> None:
+    r = httpx.post(
+        f"{server}/search", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"

@@ -1,0 +1,63 @@
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from index.cache import EmbeddingCache, embed_cached
+from index.embed import HashingEmbedder, Kind
+
+
+class CountingEmbedder(HashingEmbedder):
+    def __init__(self) -> None:
+        super().__init__(16)
+        self.seen: list[str] = []
+
+    def embed(self, texts: Sequence[str], *, kind: Kind) -> np.ndarray:
+        self.seen.extend(texts)
+        return super().embed(texts, kind=kind)
+
+
+def test_second_run_embeds_nothing_and_vectors_match(tmp_path: Path) -> None:
+    emb = CountingEmbedder()
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    first, n1 = embed_cached(emb, ["a b", "c d", "a b"], kind="passage", cache=cache)
+    assert n1 == 2  # the duplicate text is embedded once
+    second, n2 = embed_cached(emb, ["c d", "a b"], kind="passage", cache=cache)
+    assert n2 == 0
+    assert np.array_equal(second, first[[1, 0]])
+    assert emb.seen == ["a b", "c d"]
+    cache.close()
+
+
+def test_kind_and_model_are_part_of_the_key(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    emb = CountingEmbedder()
+    embed_cached(emb, ["x"], kind="passage", cache=cache)
+    _, n = embed_cached(emb, ["x"], kind="query", cache=cache)
+    assert n == 1
+    _, n = embed_cached(HashingEmbedder(32), ["x"], kind="passage", cache=cache)
+    assert n == 1
+    cache.close()
+
+
+def test_progress_counts_every_text(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    done: list[int] = []
+    embed_cached(
+        CountingEmbedder(),
+        list("abcde"),
+        kind="passage",
+        cache=cache,
+        batch_size=2,
+        progress=done.append,
+    )
+    embed_cached(
+        CountingEmbedder(),
+        list("abcdef"),
+        kind="passage",
+        cache=cache,
+        batch_size=2,
+        progress=done.append,
+    )
+    assert sum(done) == 11
+    cache.close()

@@ -1,0 +1,53 @@
+"""``medcite eval`` on a tiny BEIR set with hand-computed metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from service.cli import main
+
+
+def write_set(root: Path) -> tuple[Path, Path, Path]:
+    root.mkdir()
+    docs = [
+        {"id": "d1", "title": "alpha", "text": "apple orchard harvest"},
+        {"id": "d2", "title": "beta", "text": "banana banana"},
+        {"id": "d3", "title": "gamma", "text": "banana fruit yellow peel"},
+    ]
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n", "utf-8")
+    queries = [
+        {"id": "q1", "text": "apple"},
+        {"id": "q2", "text": "banana"},
+        {"id": "q3", "text": "x"},
+    ]
+    (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n", "utf-8")
+    (root / "qrels.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td1\t1\nq2\td3\t1\nq2\td2\t0\n", "utf-8"
+    )
+    return root / "corpus.jsonl", root / "queries.jsonl", root / "qrels.tsv"
+
+
+def test_bm25_metrics_match_hand_computation(tmp_path: Path) -> None:
+    corpus, queries, qrels = write_set(tmp_path / "set")
+    env = {"MEDCITE_MODEL": "hashing-32", "MEDCITE_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["eval", "--corpus", str(corpus), "--queries", str(queries), "--qrels", str(qrels)]
+    result = CliRunner().invoke(main, [*args, "--methods", "bm25", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    # q1 "apple": d1 first -> nDCG 1, MRR 1. q2 "banana": d2 (not relevant), d3, d1 (no match).
+    ndcg_q2 = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    assert report["queries"] == 2  # q3 has no judgement; q2's grade-0 line is ignored
+    assert report["ndcg@10"] == pytest.approx((1 + ndcg_q2) / 2, abs=1e-4)
+    assert report["recall@10"] == pytest.approx(1.0)
+    assert report["recall@100"] == pytest.approx(1.0)
+    assert report["mrr@10"] == pytest.approx((1 + 1 / 2) / 2)
+    assert report["per_language"]["en"]["queries"] == 2
+    # The second run reuses the index built by the first.
+    again = CliRunner().invoke(main, [*args, "--methods", "bm25,dense"], env=env)
+    assert again.exit_code == 0, again.output
+    assert "bm25" in again.stdout and "dense" in again.stdout

@@ -1,0 +1,116 @@
+"""Hybrid search over a real FAISS + BM25 index (fast: fake embedder, tiny corpus)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from index.build import BuildSettings, build_index
+from index.embed import HashingEmbedder
+from index.errors import EmptyQuery, QueryTooLong
+from index.search import SearchSettings, rank_documents, search
+from index.store import LoadedIndex, load_index
+from ingest import load
+from ingest.types import ChunkSettings
+
+ARTICLES = {
+    "pregnancy.txt": "Back pain in pregnancy\n\nBack pain is common in pregnancy. The growing "
+    "uterus shifts the centre of gravity. Relaxin loosens the joints of the pelvis.\n",
+    "miscarriage.txt": "Back pain after miscarriage\n\nAfter a miscarriage the uterus contracts. "
+    "The contractions can cause lower back pain. Rest and warmth help.\n",
+    "teeth.txt": "Healthy teeth\n\nBrush your teeth twice a day. Floss once a day.\n",
+    "zh.txt": "流产后腰疼\n\n流产后子宫收缩可能引起腰疼。注意休息，保持温暖。\n",
+}
+EMB = HashingEmbedder(64)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> LoadedIndex:
+    root = tmp_path_factory.mktemp("corpus")
+    for name, text in ARTICLES.items():
+        (root / name).write_text(text, encoding="utf-8")
+    out = tmp_path_factory.mktemp("idx")
+    build_index(
+        load([root]),
+        EMB,
+        index_dir=out,
+        settings=BuildSettings(chunking=ChunkSettings(max_tokens=12)),
+        cache=None,
+    )
+    return load_index(out)
+
+
+OPEN = SearchSettings(max_per_doc=50, near_duplicate_cosine=1.01)
+
+
+def test_dense_ranking_matches_brute_force(index: LoadedIndex) -> None:
+    query = "uterus contractions back pain"
+    result = search(index, EMB, query, k=50, language="en", settings=replace(OPEN, fusion="dense"))
+    qv = EMB.embed([query], kind="query")[0]
+    rows = [i for i, c in enumerate(index.chunks) if c.language == "en"]
+    expected = sorted(rows, key=lambda r: -float(index.vectors[r] @ qv))
+    assert [h.row for h in result.hits] == expected
+    assert [h.score for h in result.hits] == pytest.approx(
+        [float(index.vectors[r] @ qv) for r in expected], abs=1e-5
+    )
+
+
+def test_bm25_ranks_the_lexical_match_first(index: LoadedIndex) -> None:
+    result = search(index, EMB, "floss teeth", k=3, settings=replace(OPEN, fusion="bm25"))
+    assert result.hits[0].chunk.source == "teeth.txt"
+    assert result.hits[0].lexical > 0
+
+
+def test_hits_carry_exact_spans(index: LoadedIndex) -> None:
+    result = search(index, EMB, "back pain", k=10, settings=OPEN)
+    assert result.answerable and result.hits
+    for hit in result.hits:
+        c = hit.chunk
+        assert index.sources[c.source].text[c.start : c.end] == c.text
+
+
+def test_per_document_limit_and_language_filter(index: LoadedIndex) -> None:
+    result = search(index, EMB, "back pain", k=50, settings=replace(OPEN, max_per_doc=1))
+    docs = [h.chunk.doc_id for h in result.hits]
+    assert len(docs) == len(set(docs))
+    zh = search(index, EMB, "back pain", k=50, language="zh", settings=OPEN)
+    assert zh.hits and {h.chunk.language for h in zh.hits} == {"zh"}
+
+
+def test_near_identical_passages_are_not_repeated(index: LoadedIndex) -> None:
+    result = search(
+        index, EMB, "back pain", k=50, settings=replace(OPEN, near_duplicate_cosine=0.0)
+    )
+    assert len(result.hits) == 1
+
+
+def test_abstains_when_no_partition_clears_its_threshold(index: LoadedIndex) -> None:
+    gate = {"en->en": 0.999, "en->zh": 0.999}
+    result = search(index, EMB, "back pain", k=5, settings=replace(OPEN, thresholds=gate))
+    assert not result.answerable and result.hits == ()
+    assert set(result.best_dense) == {"en", "zh"}
+    open_gate = {"en->en": -1.0, "en->zh": 0.999}
+    result = search(index, EMB, "back pain", k=5, settings=replace(OPEN, thresholds=open_gate))
+    assert result.answerable and {h.chunk.language for h in result.hits} == {"en"}
+
+
+def test_both_languages_are_merged_when_both_clear(index: LoadedIndex) -> None:
+    result = search(index, EMB, "back pain uterus", k=50, settings=OPEN)
+    assert {h.chunk.language for h in result.hits} == {"en", "zh"}
+
+
+def test_bad_queries_raise_domain_errors(index: LoadedIndex) -> None:
+    with pytest.raises(EmptyQuery):
+        search(index, EMB, "  \n ", settings=OPEN)
+    with pytest.raises(QueryTooLong):
+        search(index, EMB, "pain " * 500, settings=OPEN)
+    # punctuation only: no lexical tokens, still a valid (dense) search
+    assert search(index, EMB, "?!", settings=OPEN).query == "?!"
+
+
+def test_rank_documents_groups_chunks_by_doc(index: LoadedIndex) -> None:
+    qv = EMB.embed(["back pain"], kind="query")[0]
+    ranked = rank_documents(index, qv, "back pain", k=10, settings=OPEN)
+    docs = [d for d, _ in ranked]
+    assert len(docs) == len(set(docs)) == len(ARTICLES)
+    assert np.all(np.diff([s for _, s in ranked]) <= 1e-9)
