@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,6 +44,18 @@ def load_engine(settings: Settings) -> Engine:
     return Engine(index=index, embedder=embedder, settings=settings.search(embedder.name))
 
 
+def get_engine(request: Request) -> Engine:
+    """The loaded engine, or 503 while loading / when loading failed."""
+    engine: Engine | None = getattr(request.app.state, "engine", None)
+    if engine is None:
+        error = getattr(request.app.state, "error", None)
+        raise HTTPException(503, error or "the index is still loading")
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
 def _error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -54,16 +65,16 @@ def _error(
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
-    state: dict[str, Any] = {"engine": engine, "error": None}
-    lock = threading.Lock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if state["engine"] is None:
+        app.state.engine = engine
+        app.state.error = None
+        if engine is None:
             try:
-                state["engine"] = load_engine(settings)
+                app.state.engine = load_engine(settings)
             except MedciteError as exc:
-                state["error"] = str(exc)
+                app.state.error = str(exc)
                 LOG.error("not ready: %s", exc)
         yield
 
@@ -74,15 +85,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         lifespan=lifespan,
         responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     )
-
-    def get_engine() -> Engine:
-        with lock:
-            current = state["engine"]
-        if current is None:
-            raise HTTPException(503, state["error"] or "the index is still loading")
-        return current  # type: ignore[no-any-return]
-
-    EngineDep = Annotated[Engine, Depends(get_engine)]
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

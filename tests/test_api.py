@@ -73,6 +73,8 @@ def server(seed_index_dir: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def ask(base: str, query: str, **kw: Any) -> dict[str, Any]:
@@ -175,3 +177,39 @@ def test_invalid_json_is_a_clean_422(server: str) -> None:
         f"{server}/search", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+
+
+def test_serve_builds_an_index_from_the_corpus_when_there_is_none(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Back pain\n\nBack pain is common in pregnancy.\n", "utf-8")
+    port = _free_port()
+    env = dict(
+        os.environ,
+        MEDCITE_INDEX_DIR=str(tmp_path / "idx"),
+        MEDCITE_CACHE_DIR=str(tmp_path / "cache"),
+        MEDCITE_CORPUS_DIR=str(corpus),
+        MEDCITE_MODEL="hashing-32",
+    )
+    exe = Path(sys.executable).parent / "medcite"
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        assert r.json()["chunks"] == 1
+        assert (tmp_path / "idx" / "CURRENT").is_file()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -116,3 +116,22 @@ def test_crash_before_publish_keeps_previous_version_live(tmp_path: Path) -> Non
     versions = [p.name for p in (tmp_path / "idx").iterdir() if p.name.startswith("v-")]
     assert len(versions) == 2  # the live one and its predecessor
     assert not np.shares_memory(after.vectors, before.vectors)
+
+
+def test_partitions_switch_to_hnsw_above_the_threshold(tmp_path: Path) -> None:
+    build_index(
+        load([make_corpus(tmp_path / "c")]),
+        HashingEmbedder(32),
+        index_dir=tmp_path / "idx",
+        settings=BuildSettings(chunking=ChunkSettings(max_tokens=8), hnsw_threshold=2),
+        cache=None,
+    )
+    index = load_index(tmp_path / "idx")
+    kinds = {lang: p["type"] for lang, p in index.manifest["partitions"].items()}
+    assert set(kinds.values()) <= {"hnsw", "flat"} and "hnsw" in kinds.values()
+    for lang, part in index.partitions.items():
+        if kinds[lang] == "hnsw":
+            assert "HNSW" in type(part.faiss_index).__name__
+            # exact on a tiny partition: the nearest neighbour of a stored vector is itself
+            _, ids = part.faiss_index.search(np.asarray(index.vectors[part.rows[:1]]), 1)
+            assert ids[0][0] == 0
