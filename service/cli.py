@@ -235,6 +235,12 @@ def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N queries.")
+@click.option(
+    "--run-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the ranking as a TREC run (one file per method when several).",
+)
 def eval_command(
     corpus: Path,
     queries: Path,
@@ -243,8 +249,12 @@ def eval_command(
     methods: str | None,
     as_json: bool,
     limit: int | None,
+    run_file: Path | None,
 ) -> None:
-    """Score retrieval on a BEIR-format set: nDCG@10, Recall@10, Recall@100, MRR@10."""
+    """Score retrieval on a BEIR-format set: nDCG@10, Recall@10, Recall@100, MRR@10.
+
+    Queries marked "answerable": false in the queries file are scored for abstention.
+    """
     _pin_threads(1)
     settings = _settings(index_dir=index_dir)
     from service.evaluate import evaluate
@@ -260,6 +270,7 @@ def eval_command(
             methods=method_list,
             limit=limit,
             progress=sys.stderr.isatty(),
+            run_file=run_file,
         )
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=1))
@@ -271,6 +282,42 @@ def eval_command(
             f"{name:<8} {m['ndcg@10']:>8.4f} {m['recall@10']:>8.4f} "
             f"{m['recall@100']:>8.4f} {m['mrr@10']:>8.4f}"
         )
+    if "abstention" in report:
+        a = report["abstention"]
+        click.echo(
+            f"abstention: precision {a['precision']}, recall {a['recall']} "
+            f"({a['abstained_on_unanswerable']}/{a['unanswerable_queries']} unanswerable, "
+            f"{a['abstained_on_answerable']}/{a['answerable_queries']} answerable abstained)"
+        )
+
+
+@main.command()
+@click.argument("run_a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("run_b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--qrels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--metric",
+    default="ndcg@10",
+    show_default=True,
+    type=click.Choice(["ndcg@10", "recall@10", "recall@100", "mrr@10"]),
+)
+@click.option("--json", "as_json", is_flag=True)
+def compare(run_a: Path, run_b: Path, qrels: Path, metric: str, as_json: bool) -> None:
+    """Compare two TREC runs per query (paired two-sided t-test): is B better than A?"""
+    from service.evaluate import compare_runs
+
+    with _domain_errors():
+        result = compare_runs(run_a, run_b, qrels, metric=metric)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    click.echo(
+        f"{metric} over {result['queries']} queries: A {result['a']:.4f}, B {result['b']:.4f}, "
+        f"delta {result['delta']:+.4f}, p = {result['p_value']} "
+        f"(B better on {result['b_better']}, A better on {result['a_better']})"
+    )
 
 
 if __name__ == "__main__":

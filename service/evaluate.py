@@ -13,9 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from index.embed import Embedder
 from index.errors import IndexMismatch, IndexNotFound, MedciteError
 from index.fusion import FusionMethod
-from index.store import check_compatible, load_index, read_manifest
+from index.search import SearchSettings
+from index.store import LoadedIndex, check_compatible, load_index, read_manifest
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -26,18 +30,75 @@ METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 METHODS: tuple[FusionMethod, ...] = ("bm25", "dense", "convex", "rrf")
 
 
-def load_queries(path: Path) -> dict[str, str]:
+def load_queries(path: Path) -> tuple[dict[str, str], set[str]]:
+    """Query texts by id, and the ids marked ``"answerable": false``."""
     queries: dict[str, str] = {}
+    unanswerable: set[str] = set()
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                queries[str(row["id"] if "id" in row else row["_id"])] = str(row["text"])
-            except (ValueError, KeyError) as exc:
+                qid = str(row["id"] if "id" in row else row["_id"])
+                queries[qid] = str(row["text"])
+            except (ValueError, KeyError, TypeError) as exc:
                 raise MedciteError(f"{path}:{n}: not a query line ({exc})") from exc
-    return queries
+            if row.get("answerable") is False:
+                unanswerable.add(qid)
+    return queries, unanswerable
+
+
+def write_trec_run(path: Path, run: dict[str, dict[str, float]], tag: str) -> None:
+    """TREC run format: ``qid Q0 docid rank score tag``, best first."""
+    with path.open("w", encoding="utf-8") as fh:
+        for qid, docs in run.items():
+            ranked = sorted(docs.items(), key=lambda kv: -kv[1])
+            for rank, (doc, score) in enumerate(ranked, start=1):
+                fh.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
+
+
+def compare_runs(
+    run_a: Path, run_b: Path, qrels_path: Path, *, metric: str = "ndcg@10"
+) -> dict[str, Any]:
+    """Paired comparison of two TREC runs on the same qrels (two-sided paired t-test)."""
+    import ir_measures
+    from scipy import stats
+
+    measure = ir_measures.parse_measure(_IR_MEASURE_NAMES.get(metric, metric))
+    qrels = load_qrels(qrels_path)
+    values = []
+    for path in (run_a, run_b):
+        try:
+            run = ir_measures.read_trec_run(str(path))  # type: ignore[no-untyped-call]
+            per_query = {
+                m.query_id: float(m.value) for m in ir_measures.iter_calc([measure], qrels, run)
+            }
+        except (OSError, ValueError) as exc:
+            raise MedciteError(f"cannot read run {path}: {exc}") from exc
+        values.append(per_query)
+    qids = sorted(set(qrels))
+    a = [values[0].get(q, 0.0) for q in qids]
+    b = [values[1].get(q, 0.0) for q in qids]
+    test = stats.ttest_rel(b, a)
+    return {
+        "metric": metric,
+        "queries": len(qids),
+        "a": round(sum(a) / len(qids), 4),
+        "b": round(sum(b) / len(qids), 4),
+        "delta": round((sum(b) - sum(a)) / len(qids), 4),
+        "b_better": sum(y > x for x, y in zip(a, b, strict=True)),
+        "a_better": sum(x > y for x, y in zip(a, b, strict=True)),
+        "p_value": None if test.pvalue != test.pvalue else round(float(test.pvalue), 6),
+    }
+
+
+_IR_MEASURE_NAMES = {
+    "ndcg@10": "nDCG@10",
+    "recall@10": "R@10",
+    "recall@100": "R@100",
+    "mrr@10": "RR@10",
+}
 
 
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:
@@ -96,6 +157,44 @@ def ensure_index(
     return index_dir, settings
 
 
+def _abstention(
+    index: LoadedIndex,
+    embedder: Embedder,
+    answerable: dict[str, str],
+    unanswerable: dict[str, str],
+    qvecs: np.ndarray,
+    settings: SearchSettings,
+) -> dict[str, Any]:
+    """Precision and recall of abstaining, with the configured (calibrated) gate.
+
+    ``qvecs`` holds the answerable queries' vectors, then the unanswerable ones'.
+    """
+    from index.search import search
+
+    qids = list(answerable)
+    queries = answerable
+    extra = qvecs[len(qids) :]
+    abstained_on_answerable = sum(
+        not search(
+            index, embedder, queries[q], k=1, settings=settings, query_vector=qvecs[i]
+        ).answerable
+        for i, q in enumerate(qids)
+    )
+    abstained_on_unanswerable = sum(
+        not search(index, embedder, text, k=1, settings=settings, query_vector=extra[i]).answerable
+        for i, text in enumerate(unanswerable.values())
+    )
+    abstained = abstained_on_answerable + abstained_on_unanswerable
+    return {
+        "answerable_queries": len(qids),
+        "unanswerable_queries": len(unanswerable),
+        "abstained_on_answerable": abstained_on_answerable,
+        "abstained_on_unanswerable": abstained_on_unanswerable,
+        "precision": round(abstained_on_unanswerable / abstained, 4) if abstained else None,
+        "recall": round(abstained_on_unanswerable / len(unanswerable), 4),
+    }
+
+
 def evaluate(
     corpus: Path,
     queries_path: Path,
@@ -106,6 +205,7 @@ def evaluate(
     methods: Sequence[str] = ("convex",),
     limit: int | None = None,
     progress: bool = False,
+    run_file: Path | None = None,
 ) -> dict[str, Any]:
     import ir_measures
     from ir_measures import RR, R, nDCG
@@ -119,9 +219,12 @@ def evaluate(
     if unknown:
         raise MedciteError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
     qrels = load_qrels(qrels_path)
-    queries = {q: t for q, t in load_queries(queries_path).items() if q in qrels and t.strip()}
+    all_queries, unanswerable_ids = load_queries(queries_path)
+    queries = {q: t for q, t in all_queries.items() if q in qrels and t.strip()}
+    unanswerable = {q: all_queries[q] for q in sorted(unanswerable_ids) if all_queries[q].strip()}
     if limit is not None:
         queries = dict(list(queries.items())[:limit])
+        unanswerable = dict(list(unanswerable.items())[:limit])
     if not queries:
         raise MedciteError("no query has a relevance judgement: nothing to evaluate")
     index_dir, settings = ensure_index(corpus, settings, index_dir, progress=progress)
@@ -131,11 +234,11 @@ def evaluate(
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
     qids = list(queries)
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
-    bar = _bar(len(qids), "queries", progress)
+    bar = _bar(len(qids) + len(unanswerable), "queries", progress)
     try:
         qvecs, _ = embed_cached(
             embedder,
-            [queries[q] for q in qids],
+            [queries[q] for q in qids] + list(unanswerable.values()),
             kind="query",
             cache=cache,
             progress=lambda n: bar.update(n),
@@ -178,6 +281,16 @@ def evaluate(
         entry["per_language"] = per_language
         entry["ms_per_query"] = round(1000 * seconds / len(qids), 2)
         report["methods"][method] = entry
+        if run_file is not None:
+            path = (
+                run_file
+                if len(methods) == 1
+                else run_file.with_suffix(f".{method}{run_file.suffix}")
+            )
+            write_trec_run(path, run, tag=f"medcite-{method}")
+            entry["run_file"] = str(path)
+    if unanswerable:
+        report["abstention"] = _abstention(index, embedder, queries, unanswerable, qvecs, base)
     first = report["methods"][methods[0]]
     report.update({m: first[m] for m in METRICS})
     report["per_language"] = first["per_language"]

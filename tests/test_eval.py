@@ -51,3 +51,52 @@ def test_bm25_metrics_match_hand_computation(tmp_path: Path) -> None:
     again = CliRunner().invoke(main, [*args, "--methods", "bm25,dense"], env=env)
     assert again.exit_code == 0, again.output
     assert "bm25" in again.stdout and "dense" in again.stdout
+
+
+def test_run_files_compare_and_abstention_figures(tmp_path: Path) -> None:
+    corpus, queries, qrels = write_set(tmp_path / "set")
+    with queries.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": "q4", "text": "weather tomorrow", "answerable": False}) + "\n")
+    env = {
+        "MEDCITE_MODEL": "hashing-32",
+        "MEDCITE_CACHE_DIR": str(tmp_path / "cache"),
+        # A gate nothing clears: every query abstains.
+        "MEDCITE_THRESHOLDS": '{"en->en": 1.5}',
+    }
+    run = tmp_path / "run.txt"
+    args = ["eval", "--corpus", str(corpus), "--queries", str(queries), "--qrels", str(qrels)]
+    result = CliRunner().invoke(
+        main, [*args, "--methods", "bm25,dense", "--run-file", str(run), "--json"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["abstention"] == {
+        "answerable_queries": 2,
+        "unanswerable_queries": 1,
+        "abstained_on_answerable": 2,
+        "abstained_on_unanswerable": 1,
+        "precision": pytest.approx(1 / 3, abs=1e-4),
+        "recall": 1.0,
+    }
+    bm25_run = tmp_path / "run.bm25.txt"
+    lines = bm25_run.read_text().splitlines()
+    assert lines[0].split() == ["q1", "Q0", "d1", "1", lines[0].split()[4], "medcite-bm25"]
+    assert {line.split()[0] for line in lines} == {"q1", "q2"}
+
+    compared = CliRunner().invoke(
+        main,
+        [
+            "compare",
+            str(bm25_run),
+            str(tmp_path / "run.dense.txt"),
+            "--qrels",
+            str(qrels),
+            "--json",
+        ],
+    )
+    assert compared.exit_code == 0, compared.output
+    out = json.loads(compared.stdout)
+    assert out["queries"] == 2
+    assert out["a"] == pytest.approx(report["methods"]["bm25"]["ndcg@10"], abs=1e-4)
+    assert out["b"] == pytest.approx(report["methods"]["dense"]["ndcg@10"], abs=1e-4)
+    assert out["delta"] == pytest.approx(out["b"] - out["a"], abs=1e-4)
