@@ -16,9 +16,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.embed import Embedder, load_embedder, set_threads
 from index.errors import InvalidQuery, MedciteError
-from index.search import SearchSettings, search
+from index.search import SearchSettings, search, validate_query
 from index.store import LoadedIndex, check_compatible, load_index
-from service.schemas import ErrorResponse, SearchRequest, SearchResponse, to_response
+from service.schemas import (
+    BatchSearchRequest,
+    BatchSearchResponse,
+    ErrorResponse,
+    SearchRequest,
+    SearchResponse,
+    to_response,
+)
 from service.settings import Settings
 
 LOG = logging.getLogger(__name__)
@@ -125,6 +132,33 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             settings=engine.settings,
         )
         return to_response(result, engine.index, (time.perf_counter() - t0) * 1000)
+
+    @app.post("/search/batch", response_model=BatchSearchResponse)
+    def search_batch(body: BatchSearchRequest, engine: EngineDep) -> BatchSearchResponse:
+        """Up to 256 searches in one call (for evaluation scripts); same shape per query."""
+        t0 = time.perf_counter()
+        texts = []
+        for i, item in enumerate(body.queries):
+            try:
+                texts.append(validate_query(item.query))
+            except InvalidQuery as exc:
+                raise InvalidQuery(f"queries[{i}]: {exc}") from exc
+        vectors = engine.embedder.embed(texts, kind="query")
+        results = []
+        for item, text, vector in zip(body.queries, texts, vectors, strict=True):
+            t1 = time.perf_counter()
+            result = search(
+                engine.index,
+                engine.embedder,
+                text,
+                k=item.k,
+                language=item.language,
+                settings=engine.settings,
+                query_vector=vector,
+            )
+            results.append(to_response(result, engine.index, (time.perf_counter() - t1) * 1000))
+        took_ms = round((time.perf_counter() - t0) * 1000, 2)
+        return BatchSearchResponse(results=results, took_ms=took_ms)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

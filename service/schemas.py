@@ -49,6 +49,17 @@ class SearchResponse(BaseModel):
     took_ms: float
 
 
+class BatchSearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queries: list[SearchRequest] = Field(..., min_length=1, max_length=256)
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[SearchResponse]
+    took_ms: float
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str

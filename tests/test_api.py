@@ -213,3 +213,38 @@ def test_serve_builds_an_index_from_the_corpus_when_there_is_none(tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_batch_has_the_same_shape_and_results_as_single_searches(server: str) -> None:
+    queries = [
+        "why does my back hurt after a miscarriage",
+        "流产后腰疼是什么原因",
+        "红烧肉怎么做好吃",
+    ]
+    r = httpx.post(
+        f"{server}/search/batch",
+        json={"queries": [{"query": q, "k": 4} for q in queries]},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert len(results) == 3
+    for q, batch in zip(queries, results, strict=True):
+        single = ask(server, q, k=4)
+        assert set(batch) == set(single)
+        assert [(p["chunk_id"], p["start"], p["end"]) for p in batch["passages"]] == [
+            (p["chunk_id"], p["start"], p["end"]) for p in single["passages"]
+        ]
+        assert batch["answerable"] == single["answerable"]
+        assert batch["disclaimer"] == single["disclaimer"]
+    assert results[2]["answerable"] is False
+
+
+def test_batch_limits_and_errors(server: str) -> None:
+    too_many = {"queries": [{"query": "back pain"}] * 257}
+    assert httpx.post(f"{server}/search/batch", json=too_many).status_code == 422
+    r = httpx.post(
+        f"{server}/search/batch", json={"queries": [{"query": "back pain"}, {"query": " "}]}
+    )
+    assert r.status_code == 422 and "queries[1]" in r.json()["error"]["message"]
+    assert httpx.post(f"{server}/search/batch", json={"queries": []}).status_code == 422
