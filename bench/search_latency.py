@@ -45,7 +45,7 @@ def main() -> None:
 
     from index.embed import set_threads
     from index.search import search
-    from service.app import load_engine
+    from service.engine import load_engine
     from service.settings import Settings
 
     parser = argparse.ArgumentParser()

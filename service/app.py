@@ -6,18 +6,17 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from index.embed import Embedder, load_embedder, set_threads
 from index.errors import InvalidQuery, MedciteError
-from index.search import SearchSettings, search, validate_query
-from index.store import LoadedIndex, check_compatible, load_index
+from index.search import search, validate_query
+from service import web
+from service.engine import Engine, EngineDep, load_engine
 from service.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
@@ -29,38 +28,6 @@ from service.schemas import (
 from service.settings import Settings
 
 LOG = logging.getLogger(__name__)
-
-
-@dataclass
-class Engine:
-    """What a request needs: the loaded index, the embedder and the search settings."""
-
-    index: LoadedIndex
-    embedder: Embedder
-    settings: SearchSettings
-
-
-def load_engine(settings: Settings) -> Engine:
-    """Load model and index and check they belong together; raises MedciteError."""
-    set_threads(settings.threads)
-    embedder = load_embedder(
-        settings.model, cache_dir=settings.cache_dir, batch_size=settings.embed_batch_size
-    )
-    index = load_index(settings.index_dir)
-    check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
-    return Engine(index=index, embedder=embedder, settings=settings.search(embedder.name))
-
-
-def get_engine(request: Request) -> Engine:
-    """The loaded engine, or 503 while loading / when loading failed."""
-    engine: Engine | None = getattr(request.app.state, "engine", None)
-    if engine is None:
-        error = getattr(request.app.state, "error", None)
-        raise HTTPException(503, error or "the index is still loading")
-    return engine
-
-
-EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
 def _error(
@@ -177,4 +144,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             "index_version": engine.index.path.name,
         }
 
+    app.include_router(web.router)
+    app.mount("/static", web.static_files(), name="static")
     return app

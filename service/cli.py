@@ -168,7 +168,7 @@ def search(query: str, k: int, language: str | None, as_json: bool, index_dir: P
     _pin_threads(1)
     settings = _settings(index_dir=index_dir)
     from index.search import search as run_search
-    from service.app import load_engine
+    from service.engine import load_engine
     from service.schemas import to_response
 
     with _domain_errors():
@@ -202,7 +202,8 @@ def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
     import uvicorn
 
     from index.store import current_version
-    from service.app import create_app, load_engine
+    from service.app import create_app
+    from service.engine import load_engine
 
     with _domain_errors():
         if current_version(settings.index_dir) is None:

@@ -66,7 +66,7 @@ def seed_index_dir(tmp_path_factory: pytest.TempPathFactory, default_embedder) -
 @pytest.fixture(scope="session")
 def seed_engine(seed_index_dir: Path, default_embedder):  # type: ignore[no-untyped-def]
     from index.store import load_index
-    from service.app import Engine
+    from service.engine import Engine
     from service.settings import Settings
 
     settings = Settings(index_dir=seed_index_dir, cache_dir=cache_dir())

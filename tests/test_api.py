@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from support import CORPUS, cache_dir
+from support import CORPUS, cache_dir, serve
 
 from service.disclaimer import DISCLAIMERS
 
@@ -32,49 +27,11 @@ OFF_TOPIC = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def server(seed_index_dir: Path) -> Iterator[str]:
-    port = _free_port()
-    env = dict(
-        os.environ,
-        MEDCITE_INDEX_DIR=str(seed_index_dir),
-        MEDCITE_CACHE_DIR=str(cache_dir()),
-        HF_HUB_OFFLINE="1",
-    )
-    exe = Path(sys.executable).parent / "medcite"
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("server did not become ready in 180 s")
+def server(seed_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    env = {"MEDCITE_INDEX_DIR": str(seed_index_dir), "MEDCITE_CACHE_DIR": str(cache_dir())}
+    with serve(env, tmp_path_factory.mktemp("server") / "server.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def ask(base: str, query: str, **kw: Any) -> dict[str, Any]:
@@ -183,36 +140,15 @@ def test_serve_builds_an_index_from_the_corpus_when_there_is_none(tmp_path: Path
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "a.txt").write_text("Back pain\n\nBack pain is common in pregnancy.\n", "utf-8")
-    port = _free_port()
-    env = dict(
-        os.environ,
-        MEDCITE_INDEX_DIR=str(tmp_path / "idx"),
-        MEDCITE_CACHE_DIR=str(tmp_path / "cache"),
-        MEDCITE_CORPUS_DIR=str(corpus),
-        MEDCITE_MODEL="hashing-32",
-    )
-    exe = Path(sys.executable).parent / "medcite"
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if r.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        assert r.json()["chunks"] == 1
-        assert (tmp_path / "idx" / "CURRENT").is_file()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    env = {
+        "MEDCITE_INDEX_DIR": str(tmp_path / "idx"),
+        "MEDCITE_CACHE_DIR": str(tmp_path / "cache"),
+        "MEDCITE_CORPUS_DIR": str(corpus),
+        "MEDCITE_MODEL": "hashing-32",
+    }
+    with serve(env, tmp_path / "server.log", timeout=120) as base:
+        assert httpx.get(f"{base}/readyz").json()["chunks"] == 1
+    assert (tmp_path / "idx" / "CURRENT").is_file()
 
 
 def test_batch_has_the_same_shape_and_results_as_single_searches(server: str) -> None:

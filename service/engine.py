@@ -1,0 +1,45 @@
+"""What requests share: the loaded index, the embedder and search settings, as a dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from index.embed import Embedder, load_embedder, set_threads
+from index.search import SearchSettings
+from index.store import LoadedIndex, check_compatible, load_index
+from service.settings import Settings
+
+
+@dataclass
+class Engine:
+    """What a request needs: the loaded index, the embedder and the search settings."""
+
+    index: LoadedIndex
+    embedder: Embedder
+    settings: SearchSettings
+
+
+def load_engine(settings: Settings) -> Engine:
+    """Load model and index and check they belong together; raises MedciteError."""
+    set_threads(settings.threads)
+    embedder = load_embedder(
+        settings.model, cache_dir=settings.cache_dir, batch_size=settings.embed_batch_size
+    )
+    index = load_index(settings.index_dir)
+    check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
+    return Engine(index=index, embedder=embedder, settings=settings.search(embedder.name))
+
+
+def get_engine(request: Request) -> Engine:
+    """The loaded engine, or 503 while loading / when loading failed."""
+    engine: Engine | None = getattr(request.app.state, "engine", None)
+    if engine is None:
+        error = getattr(request.app.state, "error", None)
+        raise HTTPException(503, error or "the index is still loading")
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]

@@ -1,0 +1,143 @@
+"""The search page at ``/`` (plain files in ``service/static``) and the JSON it needs.
+
+Two read-only endpoints besides ``POST /search``:
+
+- ``GET /terms?q=`` the lexical tokens of a question (jieba search-mode words for Chinese,
+  English words and their stems), so the page highlights what BM25 matched.
+- ``GET /documents/{doc_id}`` one indexed document: its whole source text and the kept
+  (non-boilerplate) segments, so the page can show a cited span in its article.
+
+Documents are looked up by id in the loaded index only; no user input reaches the filesystem.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from index.search import MAX_QUERY_CHARS, validate_query
+from index.tokenize import EN_STOPWORDS, lexical_tokens
+from ingest.language import HAN_CHAR, detect_language
+from service.engine import EngineDep
+from service.schemas import ErrorResponse
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+# The page loads only its own files; corpus text can never become script even if it were
+# ever rendered as markup by mistake.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+_EN_WORD = re.compile(r"[a-z0-9\u00c0-\u024f]+(?:'[a-z]+)?")
+
+router = APIRouter()
+
+
+class TermsResponse(BaseModel):
+    query: str
+    language: Literal["zh", "en"]
+    terms: list[str] = Field(
+        description="Words to highlight, longest first. A term with Han characters matches "
+        "anywhere in a text; any other term matches at the start of a word (it may be a stem)."
+    )
+
+
+class DocumentSegment(BaseModel):
+    start: int = Field(description="Start offset (characters) into `text`.")
+    end: int = Field(description="End offset (characters, exclusive) into `text`.")
+    section: str | None
+
+
+class DocumentResponse(BaseModel):
+    doc_id: str
+    title: str
+    source: str = Field(description="File relative to the corpus root, or FILE.jsonl#DOC_ID.")
+    language: Literal["zh", "en"]
+    kind: Literal["article", "card", "record"]
+    author: str | None
+    author_title: str | None
+    institution: str | None
+    date: str | None
+    text: str = Field(description="The whole source text; passage offsets point into it.")
+    segments: list[DocumentSegment] = Field(
+        description="The document's kept spans of `text`, in order; the rest is boilerplate "
+        "(or belongs to another document of the same page)."
+    )
+
+
+def highlight_terms(query: str) -> list[str]:
+    """The query's BM25 tokens plus its English surface words, for highlighting.
+
+    Single Han characters (后, 疼) are dropped when longer Chinese words exist: they would
+    light up half of every Chinese passage.
+    """
+    tokens = lexical_tokens(query)
+    words = [w for w in _EN_WORD.findall(query.lower()) if w not in EN_STOPWORDS]
+    han = [t for t in tokens if HAN_CHAR.search(t)]
+    if any(len(t) > 1 for t in han):
+        tokens = [t for t in tokens if not (HAN_CHAR.search(t) and len(t) == 1)]
+    unique = dict.fromkeys(t for t in [*tokens, *words] if t.strip())
+    return sorted(unique, key=lambda t: (-len(t), t))
+
+
+@router.get("/", include_in_schema=False)
+def page() -> FileResponse:
+    """The search page."""
+    return FileResponse(
+        STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers=PAGE_HEADERS
+    )
+
+
+@router.get("/terms", response_model=TermsResponse, responses={422: {"model": ErrorResponse}})
+def terms(
+    q: Annotated[str, Query(max_length=MAX_QUERY_CHARS, description="The question.")],
+) -> TermsResponse:
+    """The words of a question the search page highlights in passages."""
+    text = validate_query(q)
+    return TermsResponse(query=text, language=detect_language(text), terms=highlight_terms(text))
+
+
+@router.get(
+    "/documents/{doc_id:path}",
+    response_model=DocumentResponse,
+    responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+)
+def document(doc_id: str, engine: EngineDep) -> DocumentResponse:
+    """One document with its whole source text and kept segments (URL-encode the id)."""
+    doc = engine.index.documents.get(doc_id)
+    source = engine.index.sources.get(doc.source) if doc is not None else None
+    if doc is None or source is None:
+        raise HTTPException(404, f"no document {doc_id!r} in the index")
+    return DocumentResponse(
+        doc_id=doc.doc_id,
+        title=doc.title,
+        source=doc.source,
+        language=doc.language,
+        kind=doc.kind,
+        author=doc.author,
+        author_title=doc.author_title,
+        institution=doc.institution,
+        date=doc.date,
+        text=source.text,
+        segments=[
+            DocumentSegment(start=s.start, end=s.end, section=s.section) for s in doc.segments
+        ],
+    )
+
+
+def static_files() -> StaticFiles:
+    """The page's CSS and JavaScript, mounted at ``/static``."""
+    return StaticFiles(directory=STATIC_DIR)

@@ -1,0 +1,621 @@
+"""The search page end to end: headless Chromium driven by Selenium, real ``medcite serve``.
+
+Two servers on loopback:
+
+- the real default model on the bundled articles (``seed_index_dir``), for the page's states;
+- a temporary corpus holding a malicious article, indexed by ``serve`` itself with the fast
+  fake model, to prove corpus text is never run as markup.
+
+Uses Debian's ``/usr/bin/chromium`` and ``/usr/bin/chromedriver`` (``apt-get install
+chromium chromium-driver``); skips when they are absent. Selenium Manager is never asked to
+download anything: the driver path is given explicitly and ``SE_OFFLINE`` is set.
+
+Screenshots of the main states go to ``$MEDCITE_ARTIFACTS`` or ``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import httpx
+import pytest
+from support import REPO, cache_dir, serve
+
+from service.disclaimer import DISCLAIMERS, NO_ANSWER
+
+os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not download drivers
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(os.environ.get("MEDCITE_ARTIFACTS") or REPO / "artifacts" / "screenshots")
+
+ZH = "流产后腰疼是什么原因"
+EN = "why does my back hurt after a miscarriage"
+OFF_TOPIC = [("如何更换汽车轮胎", "zh"), ("how do I change a flat tyre on my car", "en")]
+MISCARRIAGE_ZH = "000_1e25916c291d4d20.txt"
+MISCARRIAGE_EN = {"001_f6e1ae9f4f4596cb.txt", "004_3a0b4b9e837dc788.txt"}
+K = 8  # what the page asks for
+
+EVIL_FILE = "sub dir/evil page.txt"
+EVIL_TITLE = 'Evil <img src=x onerror="window.__pwned=1"> markup article'
+EVIL_SCRIPT = "<script>window.__pwned=1</script>"
+EVIL_TEXT = (
+    f"{EVIL_TITLE}\n\n"
+    f"This article about suspicious markup contains {EVIL_SCRIPT} in its body text.\n"
+    'It also contains <img src=x onerror="window.__pwned=1"> and <b>bold</b> tags that must '
+    "show as text.\nReaders of this markup article should see every angle bracket literally.\n"
+)
+WAIT = 120  # seconds: real-model searches on a busy 2-core machine
+
+
+# ---- servers --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser_available() -> None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.skip(
+            f"browser tests need {' and '.join(missing)}: "
+            "apt-get install chromium chromium-driver (Debian)"
+        )
+
+
+@pytest.fixture(scope="module")
+def seed_server(
+    browser_available: None, seed_index_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("seed-serve") / "serve.log"
+    env = {"MEDCITE_INDEX_DIR": str(seed_index_dir), "MEDCITE_CACHE_DIR": str(cache_dir())}
+    with serve(env, log, timeout=300) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def evil_server(browser_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("evil")
+    corpus = root / "corpus"
+    (corpus / EVIL_FILE).parent.mkdir(parents=True)
+    (corpus / EVIL_FILE).write_text(EVIL_TEXT, encoding="utf-8")
+    (corpus / "plain.txt").write_text(
+        "Healthy teeth\n\nBrush your teeth twice a day. Floss once a day.\n", encoding="utf-8"
+    )
+    env = {
+        "MEDCITE_MODEL": "hashing-32",
+        "MEDCITE_ABSTAIN": "false",
+        "MEDCITE_CORPUS_DIR": str(corpus),
+        "MEDCITE_INDEX_DIR": str(root / "index"),  # empty: serve builds the index first
+        "MEDCITE_CACHE_DIR": str(root / "cache"),
+    }
+    with serve(env, root / "serve.log", timeout=180) as base:
+        yield base
+
+
+# ---- the browser ----------------------------------------------------------------------
+
+
+@contextmanager
+def _chromium(width: int, height: int) -> Iterator[webdriver.Chrome]:
+    """Headless Chromium with a fresh profile, driven through the system chromedriver."""
+    with tempfile.TemporaryDirectory(prefix="medcite-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for arg in [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+        ]:
+            options.add_argument(arg)
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        try:
+            driver.set_script_timeout(30)
+            yield driver
+        finally:
+            driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser(browser_available: None) -> Iterator[webdriver.Chrome]:
+    with _chromium(1280, 900) as driver:
+        yield driver
+
+
+@pytest.fixture
+def phone(browser_available: None) -> Iterator[webdriver.Chrome]:
+    with _chromium(390, 844) as driver:
+        # Headless windows are at least 500 px wide: emulate the phone's viewport too (mobile
+        # mode also makes the page's viewport meta count, as on a real phone).
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+        )
+        yield driver
+
+
+def shot(driver: webdriver.Chrome, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def js(driver: webdriver.Chrome, script: str, *args: Any) -> Any:
+    return driver.execute_script(script, *args)
+
+
+def wait_until(
+    driver: webdriver.Chrome, condition: Callable[[Any], Any], timeout: float = 20
+) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+
+
+SETTLED = """
+const r = document.getElementById('results');
+return !r.hidden && !r.hasAttribute('aria-busy');
+"""
+
+
+def wait_for_results(driver: webdriver.Chrome) -> None:
+    wait_until(driver, lambda d: js(d, SETTLED), WAIT)
+
+
+def open_page(driver: webdriver.Chrome, base: str, **params: str) -> None:
+    driver.get(f"{base}/" + (f"?{urlencode(params)}" if params else ""))
+    wait_until(driver, lambda d: js(d, "return document.readyState === 'complete'"))
+
+
+def ask(driver: webdriver.Chrome, base: str, query: str, language: str = "") -> None:
+    """Load the page, type a question, press Enter, wait for the results."""
+    open_page(driver, base)
+    if language:
+        Select(driver.find_element(By.ID, "lang")).select_by_value(language)
+    box = driver.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys(query)
+    box.send_keys(Keys.ENTER)
+    wait_for_results(driver)
+
+
+CARDS = """
+return [...document.querySelectorAll('#cards > li.card')].map((li) => ({
+  title: li.querySelector('.card-title .title').textContent,
+  source: li.querySelector('.cite .source').textContent,
+  span: li.querySelector('.cite .span').textContent,
+  section: (li.querySelector('.cite .section') || {textContent: null}).textContent,
+  passage: li.querySelector('.passage').textContent,
+  terms: [...li.querySelectorAll('.passage mark.term')].map((m) => m.textContent),
+  language: li.dataset.language,
+  doc_id: li.dataset.docId,
+  hidden: li.hidden,
+  visible: li.getBoundingClientRect().height > 0,
+}));
+"""
+
+
+def cards(driver: webdriver.Chrome) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = js(driver, CARDS)
+    return found
+
+
+def text_of(driver: webdriver.Chrome, element_id: str) -> tuple[str, bool]:
+    """(textContent, shown) of an element."""
+    text, shown = js(
+        driver,
+        "const e = document.getElementById(arguments[0]);"
+        "return [e.textContent, !e.hidden && e.getBoundingClientRect().height > 0];",
+        element_id,
+    )
+    return str(text), bool(shown)
+
+
+def api_search(base: str, query: str, **kw: Any) -> dict[str, Any]:
+    r = httpx.post(f"{base}/search", json={"query": query, "k": K, **kw}, timeout=120)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def assert_cards_match_the_api(driver: webdriver.Chrome, body: dict[str, Any]) -> None:
+    shown = cards(driver)
+    assert [(c["title"], c["source"], c["span"], c["passage"]) for c in shown] == [
+        (p["title"], p["source"], f"[{p['start']}:{p['end']}]", p["text"]) for p in body["passages"]
+    ]
+    for c, p in zip(shown, body["passages"], strict=True):
+        assert c["doc_id"] == p["doc_id"] and c["language"] == p["language"]
+        assert c["section"] == (f"§ {p['section']}" if p["section"] else None)
+        assert c["visible"]
+
+
+def active_is(driver: webdriver.Chrome, element: WebElement) -> bool:
+    return bool(js(driver, "return document.activeElement === arguments[0]", element))
+
+
+def open_source_view(driver: webdriver.Chrome, button: WebElement) -> WebElement:
+    button.click()
+    return wait_source_view(driver)
+
+
+def wait_source_view(driver: webdriver.Chrome) -> WebElement:
+    mark: WebElement = wait_until(
+        driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#source-text mark.cited")
+    )[0]
+    return mark
+
+
+IN_VIEW = """
+const mark = arguments[0];
+const box = document.getElementById('source-text');
+const m = mark.getClientRects()[0];
+const b = box.getBoundingClientRect();
+return {
+  markTop: m.top, markBottom: m.bottom, boxTop: b.top, boxBottom: b.bottom,
+  viewport: window.innerHeight, scrollTop: box.scrollTop,
+  needsScroll: mark.offsetTop + m.height > box.clientHeight,
+};
+"""
+
+
+def assert_scrolled_into_view(driver: webdriver.Chrome, mark: WebElement) -> None:
+    r = js(driver, IN_VIEW, mark)
+    # the first line of the cited span is inside the scrolling box and the window
+    assert r["boxTop"] - 1 <= r["markTop"] < r["boxBottom"], r
+    assert r["markTop"] >= 0 and r["markBottom"] <= r["viewport"] + 1, r
+    if r["needsScroll"]:
+        assert r["scrollTop"] > 0, r
+
+
+# ---- the real model on the bundled articles ------------------------------------------
+
+
+def test_a_chinese_question_shows_cited_cards_and_the_chinese_disclaimer(
+    browser: webdriver.Chrome, seed_server: str
+) -> None:
+    ask(browser, seed_server, ZH)
+    body = api_search(seed_server, ZH)
+    assert body["answerable"] and body["language"] == "zh"
+    assert_cards_match_the_api(browser, body)
+    shown = cards(browser)
+    assert MISCARRIAGE_ZH in {c["source"] for c in shown}
+    assert MISCARRIAGE_EN & {c["source"] for c in shown}  # cross-lingual cards too
+    assert {t for c in shown for t in c["terms"]} & {"流产", "腰疼", "原因"}
+    assert text_of(browser, "disclaimer") == (DISCLAIMERS["zh"], True)
+    assert not text_of(browser, "no-answer")[1] and not text_of(browser, "urgent")[1]
+    assert browser.find_element(By.CSS_SELECTOR, ".card .show-source").text == "查看原文"
+    assert parse_qs(urlsplit(browser.current_url).query) == {"q": [ZH]}
+    assert str(len(shown)) in text_of(browser, "status")[0]
+    shot(browser, "zh-results")
+
+
+def test_an_english_question_shows_cited_cards_and_the_english_disclaimer(
+    browser: webdriver.Chrome, seed_server: str
+) -> None:
+    ask(browser, seed_server, EN)
+    body = api_search(seed_server, EN)
+    assert body["answerable"] and body["language"] == "en"
+    assert_cards_match_the_api(browser, body)
+    shown = cards(browser)
+    assert MISCARRIAGE_EN & {c["source"] for c in shown[:3]}
+    terms = [t.lower() for c in shown for t in c["terms"]]
+    assert terms and all(t.startswith(("back", "hurt", "after", "miscarriag")) for t in terms)
+    assert text_of(browser, "disclaimer") == (DISCLAIMERS["en"], True)
+    assert browser.find_element(By.CSS_SELECTOR, ".card .show-source").text == "Show in source"
+    shot(browser, "en-results")
+
+
+@pytest.mark.parametrize(("query", "lang"), OFF_TOPIC)
+def test_an_off_topic_question_says_the_corpus_has_no_answer(
+    browser: webdriver.Chrome, seed_server: str, query: str, lang: str
+) -> None:
+    ask(browser, seed_server, query)
+    assert cards(browser) == []
+    assert text_of(browser, "no-answer") == (NO_ANSWER[lang], True)
+    assert text_of(browser, "disclaimer") == (DISCLAIMERS[lang], True)
+    assert browser.find_element(By.ID, "source-filter").get_attribute("disabled")
+    shot(browser, f"no-answer-{lang}")
+
+
+def test_the_source_view_shows_the_article_with_the_cited_span_highlighted(
+    browser: webdriver.Chrome, seed_server: str
+) -> None:
+    ask(browser, seed_server, EN)
+    body = api_search(seed_server, EN)
+    docs = {
+        p["doc_id"]: httpx.get(f"{seed_server}/documents/{quote(p['doc_id'], safe='')}").json()
+        for p in body["passages"]
+    }
+
+    def kept_before(p: dict[str, Any]) -> int:
+        segments = docs[p["doc_id"]]["segments"]
+        return sum(max(0, min(s["end"], p["start"]) - s["start"]) for s in segments)
+
+    # the passage furthest into its article's kept text, so the view has to scroll to it
+    i = max(range(len(body["passages"])), key=lambda j: kept_before(body["passages"][j]))
+    passage = body["passages"][i]
+    doc = docs[passage["doc_id"]]
+    assert kept_before(passage) > 1000
+    card = browser.find_elements(By.CSS_SELECTOR, "#cards > li.card")[i]
+    card_text = js(browser, "return arguments[0].querySelector('.passage').textContent", card)
+    button = card.find_element(By.CSS_SELECTOR, ".show-source")
+    mark = open_source_view(browser, button)
+
+    assert js(browser, "return arguments[0].textContent", mark) == card_text == passage["text"]
+    dialog = browser.find_element(By.ID, "source-view")
+    assert js(browser, "return arguments[0].open", dialog)
+    assert dialog.get_attribute("aria-modal") == "true"
+    label = browser.find_element(By.ID, dialog.get_attribute("aria-labelledby") or "")
+    assert label.text == passage["title"]
+    assert js(browser, "return arguments[0].contains(document.activeElement)", dialog)
+    assert_scrolled_into_view(browser, mark)
+    assert passage["source"] in browser.find_element(By.ID, "source-meta").text
+    shown = js(browser, "return document.getElementById('source-text').textContent")
+    for seg in doc["segments"]:  # the whole cleaned article, no boilerplate
+        assert doc["text"][seg["start"] : seg["end"]] in shown
+    assert not browser.find_elements(By.CSS_SELECTOR, "#source-text .removed")
+    shot(browser, "source-view")
+
+    browser.find_element(By.ID, "source-boilerplate").click()  # removed text, dimmed
+    mark = wait_source_view(browser)
+    assert js(browser, "return arguments[0].textContent", mark) == passage["text"]
+    assert browser.find_elements(By.CSS_SELECTOR, "#source-text .removed")
+    assert js(browser, "return document.getElementById('source-text').textContent") == doc["text"]
+    assert_scrolled_into_view(browser, mark)
+    shot(browser, "source-view-with-removed-text")
+
+    browser.find_element(By.ID, "source-close").click()
+    wait_until(browser, lambda d: not js(d, "return arguments[0].open", dialog))
+    assert active_is(browser, button)
+
+
+def test_copy_citation_puts_title_source_and_span_on_the_clipboard(
+    browser: webdriver.Chrome, seed_server: str
+) -> None:
+    browser.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": seed_server, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
+    ask(browser, seed_server, EN)
+    p = api_search(seed_server, EN)["passages"][0]
+    expected = f"{p['title']} — {p['source']} [{p['start']}:{p['end']}]"
+    card = browser.find_element(By.CSS_SELECTOR, "#cards > li.card")
+    button = card.find_element(By.CSS_SELECTOR, ".copy-citation")
+    assert button.get_attribute("data-citation") == expected
+    button.click()
+    status = card.find_element(By.CSS_SELECTOR, ".copy-status")
+    wait_until(browser, lambda d: status.text == "Copied")
+    clipboard = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "navigator.clipboard.readText().then(done, (e) => done('unreadable: ' + e));"
+    )
+    assert clipboard == expected
+
+
+def test_a_url_reproduces_a_search_and_history_goes_back(
+    browser: webdriver.Chrome, seed_server: str
+) -> None:
+    open_page(browser, seed_server, q=EN, lang="zh")
+    wait_for_results(browser)
+    assert browser.find_element(By.ID, "q").get_attribute("value") == EN
+    assert Select(browser.find_element(By.ID, "lang")).first_selected_option.text == "中文"
+    body = api_search(seed_server, EN, language="zh")
+    assert body["passages"] and {p["language"] for p in body["passages"]} == {"zh"}
+    assert_cards_match_the_api(browser, body)
+    assert text_of(browser, "disclaimer")[0] == DISCLAIMERS["en"]  # the question's language
+
+    box = browser.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys(ZH, Keys.ENTER)
+    wait_until(browser, lambda d: parse_qs(urlsplit(d.current_url).query).get("q") == [ZH])
+    wait_for_results(browser)
+    assert text_of(browser, "disclaimer")[0] == DISCLAIMERS["zh"]
+    browser.back()
+    wait_until(browser, lambda d: d.find_element(By.ID, "q").get_attribute("value") == EN)
+    wait_for_results(browser)
+    assert text_of(browser, "disclaimer")[0] == DISCLAIMERS["en"]
+    assert parse_qs(urlsplit(browser.current_url).query) == {"q": [EN], "lang": ["zh"]}
+
+
+def test_language_and_source_filters(browser: webdriver.Chrome, seed_server: str) -> None:
+    ask(browser, seed_server, EN, language="en")
+    assert {c["language"] for c in cards(browser)} == {"en"}
+    assert parse_qs(urlsplit(browser.current_url).query)["lang"] == ["en"]
+
+    Select(browser.find_element(By.ID, "lang")).select_by_value("")  # re-runs the search
+    wait_until(browser, lambda d: "lang" not in parse_qs(urlsplit(d.current_url).query))
+    wait_for_results(browser)
+    wait_until(browser, lambda d: {c["language"] for c in cards(d)} == {"en", "zh"}, WAIT)
+
+    all_cards = cards(browser)
+    sources = sorted({c["source"] for c in all_cards})
+    assert len(sources) >= 2
+    picker = Select(browser.find_element(By.ID, "source-filter"))
+    assert [o.get_attribute("value") for o in picker.options][1:] == sorted(
+        sources, key=[c["source"] for c in all_cards].index
+    )
+    picker.select_by_value(MISCARRIAGE_ZH)
+    shown = [c for c in cards(browser) if c["visible"]]
+    assert shown and {c["source"] for c in shown} == {MISCARRIAGE_ZH}
+    assert len(shown) == sum(c["source"] == MISCARRIAGE_ZH for c in all_cards)
+    assert f"{len(shown)} of {len(all_cards)}" in text_of(browser, "status")[0]
+    picker.select_by_value("")
+    assert all(c["visible"] for c in cards(browser))
+
+
+def test_keyboard_only(browser: webdriver.Chrome, seed_server: str) -> None:
+    browser.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": seed_server, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
+    open_page(browser, seed_server)
+    keys = ActionChains(browser)
+    assert js(browser, "return document.activeElement.id") == "q"  # the box has focus
+    keys.send_keys(EN).send_keys(Keys.ENTER).perform()
+    wait_for_results(browser)
+    assert cards(browser)
+
+    for _ in range(40):  # Tab through the form and the first card
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        if js(browser, "return document.activeElement.classList.contains('show-source')"):
+            break
+    else:
+        pytest.fail("Tab never reached a card's 'Show in source' button")
+    button = browser.switch_to.active_element
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    mark = wait_source_view(browser)
+    dialog = browser.find_element(By.ID, "source-view")
+    assert js(browser, "return arguments[0].contains(document.activeElement)", dialog)
+    assert_scrolled_into_view(browser, mark)
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+    wait_until(browser, lambda d: not js(d, "return arguments[0].open", dialog))
+    assert active_is(browser, button)
+
+    ActionChains(browser).send_keys(Keys.TAB).perform()  # the same card's copy button
+    copy = browser.switch_to.active_element
+    assert "copy-citation" in (copy.get_attribute("class") or "")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    wait_until(browser, lambda d: "Copied" in d.page_source)
+
+
+OVERFLOW = """
+const w = document.documentElement.clientWidth;
+const wide = [...document.querySelectorAll('body *')].filter((e) => {
+  const r = e.getBoundingClientRect();
+  return r.width > 0 && (r.right > w + 1 || r.left < -1) && !e.closest('dialog:not([open])')
+    && !e.closest('.visually-hidden') && !e.classList.contains('visually-hidden');
+}).map((e) => e.tagName + '.' + e.className);
+return {scroll: document.documentElement.scrollWidth, width: w, wide};
+"""
+
+
+def test_phone_sized_screen(phone: webdriver.Chrome, seed_server: str) -> None:
+    ask(phone, seed_server, ZH)
+    assert cards(phone)
+    assert js(phone, "return [window.innerWidth, window.innerHeight]") == [390, 844]
+    r = js(phone, OVERFLOW)
+    assert r["scroll"] <= r["width"] and r["wide"] == [], r
+    assert text_of(phone, "disclaimer") == (DISCLAIMERS["zh"], True)
+    shot(phone, "phone-results")
+    js(phone, "document.querySelector('#cards > li.card:nth-child(2)').scrollIntoView()")
+    shot(phone, "phone-results-scrolled")
+
+    mark = open_source_view(phone, phone.find_element(By.CSS_SELECTOR, ".card .show-source"))
+    box = js(phone, "return document.getElementById('source-view').getBoundingClientRect()")
+    assert box["left"] >= 0 and box["right"] <= js(phone, "return window.innerWidth") + 1
+    assert_scrolled_into_view(phone, mark)
+    r = js(phone, OVERFLOW)
+    assert r["wide"] == [], r
+    shot(phone, "phone-source-view")
+
+
+# ---- a malicious article --------------------------------------------------------------
+
+NOTHING_RAN = """
+return {
+  pwned: typeof window.__pwned,
+  imgs: document.querySelectorAll('img').length,
+  scripts: [...document.querySelectorAll('script')].map((s) => s.getAttribute('src')),
+  bold: document.querySelectorAll('#results b, #source-view b').length,
+};
+"""
+
+
+def assert_nothing_ran(driver: webdriver.Chrome) -> None:
+    assert js(driver, NOTHING_RAN) == {
+        "pwned": "undefined",
+        "imgs": 0,
+        "scripts": ["/static/app.js"],
+        "bold": 0,
+    }
+
+
+def test_a_malicious_article_is_shown_as_text(browser: webdriver.Chrome, evil_server: str) -> None:
+    ask(browser, evil_server, "suspicious markup article")
+    first = cards(browser)[0]
+    assert first["title"] == EVIL_TITLE and first["source"] == EVIL_FILE
+    assert EVIL_SCRIPT in first["passage"] and "<b>bold</b>" in first["passage"]
+    assert_nothing_ran(browser)
+    shot(browser, "malicious-results")
+
+    mark = open_source_view(browser, browser.find_element(By.CSS_SELECTOR, ".card .show-source"))
+    assert EVIL_SCRIPT in js(browser, "return arguments[0].textContent", mark)
+    assert browser.find_element(By.ID, "source-title").text == EVIL_TITLE
+    assert_nothing_ran(browser)
+    browser.find_element(By.ID, "source-boilerplate").click()
+    wait_source_view(browser)
+    shown = js(browser, "return document.getElementById('source-text').textContent")
+    assert shown == EVIL_TEXT  # the title line too, as removed text
+    assert_nothing_ran(browser)
+    shot(browser, "malicious-source-view")
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+
+
+def test_a_malicious_question_in_the_url_is_shown_as_text(
+    browser: webdriver.Chrome, evil_server: str
+) -> None:
+    query = '<img src=x onerror="window.__pwned=1"> markup (article [*+?\\'
+    open_page(browser, evil_server, q=query)
+    wait_for_results(browser)
+    assert browser.find_element(By.ID, "q").get_attribute("value") == query
+    assert browser.title.startswith(query)
+    assert any(c["terms"] for c in cards(browser))  # regex characters are escaped
+    assert_nothing_ran(browser)
+
+
+def test_an_urgent_notice_is_shown_first_as_an_alert(
+    browser: webdriver.Chrome, evil_server: str
+) -> None:
+    """The API gives no ``urgent_notice`` yet: a fetch wrapper adds one to the response."""
+    notice = "Call <b>120</b> now: chest pain with shortness of breath can be an emergency."
+    open_page(browser, evil_server)
+    js(
+        browser,
+        """
+        const notice = arguments[0];
+        const real = window.fetch;
+        window.fetch = async (url, options) => {
+          const response = await real(url, options);
+          if (String(url) !== '/search') return response;
+          const body = await response.json();
+          body.urgent_notice = notice;
+          return new Response(JSON.stringify(body), {
+            status: response.status, headers: {'Content-Type': 'application/json'}});
+        };
+        """,
+        notice,
+    )
+    box = browser.find_element(By.ID, "q")
+    box.send_keys("teeth floss", Keys.ENTER)
+    wait_for_results(browser)
+    assert text_of(browser, "urgent") == (notice, True)
+    urgent = browser.find_element(By.ID, "urgent")
+    assert urgent.get_attribute("role") == "alert"
+    order = js(
+        browser,
+        "return [...document.querySelectorAll('#urgent, #disclaimer, #cards > li')]"
+        ".map((e) => [e.id || 'card', e.getBoundingClientRect().top]);",
+    )
+    assert order[0][0] == "urgent" and order[1][0] == "disclaimer"
+    assert [top for _, top in order] == sorted(top for _, top in order)
+    assert_nothing_ran(browser)
+    shot(browser, "urgent-notice")
