@@ -32,7 +32,7 @@ def fuse(
     lexical: np.ndarray,
     *,
     method: FusionMethod = "convex",
-    dense_weight: float = 0.7,
+    dense_weight: float = 0.8,
     rrf_k: int = 60,
 ) -> np.ndarray:
     """Fused score of each candidate; ``dense`` and ``lexical`` are aligned raw scores."""

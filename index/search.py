@@ -35,7 +35,7 @@ MAX_QUERY_CHARS = 1000
 class SearchSettings:
     candidates: int = 100  # per retriever and language partition
     fusion: FusionMethod = "convex"
-    dense_weight: float = 0.7
+    dense_weight: float = 0.8
     rrf_k: int = 60
     max_per_doc: int = 2
     near_duplicate_cosine: float = 0.97
