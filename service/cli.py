@@ -10,12 +10,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from index.errors import MedciteError
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from index.build import BuildReport
+    from index.embed import Embedder
+    from ingest.types import LoadResult
 
 LOG = logging.getLogger(__name__)
 
@@ -82,17 +87,26 @@ def _progress_bar(label: str) -> tuple[Callable[[int, int], None], Callable[[], 
     return update, close
 
 
-def run_ingest(paths: list[Path], settings: Settings, *, quiet: bool = False) -> Any:
+def run_ingest(
+    paths: list[Path],
+    settings: Settings,
+    *,
+    quiet: bool = False,
+    loaded: LoadResult | None = None,
+    embedder: Embedder | None = None,
+) -> BuildReport:
+    """Load ``paths`` (unless ``loaded`` is given) and build the index in settings.index_dir."""
     from index.build import build_index
     from index.cache import EmbeddingCache
     from index.embed import load_embedder, set_threads
     from ingest import load
 
     set_threads(settings.threads if settings.threads > 1 else os.cpu_count() or 1)
-    result = load(paths)
-    embedder = load_embedder(
-        settings.model, cache_dir=settings.cache_dir, batch_size=settings.embed_batch_size
-    )
+    result = loaded if loaded is not None else load(paths)
+    if embedder is None:
+        embedder = load_embedder(
+            settings.model, cache_dir=settings.cache_dir, batch_size=settings.embed_batch_size
+        )
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
     update, close = _progress_bar("embedding")
     try:

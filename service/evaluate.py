@@ -124,9 +124,15 @@ def _bar(total: int, label: str, enabled: bool) -> Any:
 
 
 def ensure_index(
-    corpus: Path, settings: Settings, index_dir: Path | None, *, progress: bool
-) -> tuple[Path, Any]:
-    """Reuse the index in ``index_dir`` when it matches corpus and settings; else build it."""
+    corpus: Path,
+    settings: Settings,
+    index_dir: Path | None,
+    *,
+    embedder: Embedder,
+    progress: bool,
+) -> Path:
+    """Reuse the index in ``index_dir`` when it matches corpus, model and settings; else
+    build it there with the same code as ``medcite ingest``."""
     from index.build import corpus_fingerprint
     from ingest import load
     from service.cli import run_ingest  # the same ingest as `medcite ingest`
@@ -146,15 +152,16 @@ def ensure_index(
             or manifest["lexical"]["b"] != settings.bm25_b
         ):
             raise IndexMismatch("BM25 parameters changed")
-        if manifest["chunker"] != settings.chunking().as_dict():
-            raise IndexMismatch("chunker changed")
+        check_compatible(
+            manifest, model_name=embedder.name, dim=embedder.dim, chunking=settings.chunking()
+        )
         reuse = True
     except (IndexNotFound, IndexMismatch, KeyError) as exc:
         LOG.info("building the evaluation index in %s (%s)", index_dir, exc)
         reuse = False
     if not reuse:
-        run_ingest([corpus], settings, quiet=not progress)
-    return index_dir, settings
+        run_ingest([corpus], settings, quiet=not progress, loaded=loaded, embedder=embedder)
+    return index_dir
 
 
 def _abstention(
@@ -227,9 +234,9 @@ def evaluate(
         unanswerable = dict(list(unanswerable.items())[:limit])
     if not queries:
         raise MedciteError("no query has a relevance judgement: nothing to evaluate")
-    index_dir, settings = ensure_index(corpus, settings, index_dir, progress=progress)
-    set_threads(settings.threads)
     embedder = load_embedder(settings.model, cache_dir=settings.cache_dir)
+    index_dir = ensure_index(corpus, settings, index_dir, embedder=embedder, progress=progress)
+    set_threads(settings.threads)
     index = load_index(index_dir)
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
     qids = list(queries)

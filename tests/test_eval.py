@@ -100,3 +100,27 @@ def test_run_files_compare_and_abstention_figures(tmp_path: Path) -> None:
     assert out["a"] == pytest.approx(report["methods"]["bm25"]["ndcg@10"], abs=1e-4)
     assert out["b"] == pytest.approx(report["methods"]["dense"]["ndcg@10"], abs=1e-4)
     assert out["delta"] == pytest.approx(out["b"] - out["a"], abs=1e-4)
+
+
+def test_index_dir_is_reused_when_it_matches_and_rebuilt_when_not(tmp_path: Path) -> None:
+    corpus, queries, qrels = write_set(tmp_path / "set")
+    idx = tmp_path / "idx"
+    args = ["eval", "--corpus", str(corpus), "--queries", str(queries), "--qrels", str(qrels)]
+    args += ["--index-dir", str(idx), "--methods", "dense", "--json"]
+    env = {"MEDCITE_MODEL": "hashing-32", "MEDCITE_CACHE_DIR": str(tmp_path / "cache")}
+
+    def version() -> str:
+        return (idx / "CURRENT").read_text().strip()
+
+    assert CliRunner().invoke(main, args, env=env).exit_code == 0
+    first = version()
+    assert CliRunner().invoke(main, args, env=env).exit_code == 0
+    assert version() == first  # same corpus, model and settings: reused
+    other = CliRunner().invoke(main, args, env=env | {"MEDCITE_MODEL": "hashing-16"})
+    assert other.exit_code == 0, other.output
+    assert version() != first  # another model: rebuilt there, not refused
+    rechunked = env | {"MEDCITE_MODEL": "hashing-16", "MEDCITE_CHUNK_MAX_TOKENS": "32"}
+    assert CliRunner().invoke(main, args, env=rechunked).exit_code == 0
+    assert (
+        json.loads((idx / version() / "manifest.json").read_text())["chunker"]["max_tokens"] == 32
+    )
