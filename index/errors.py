@@ -37,3 +37,7 @@ class EmptyQuery(InvalidQuery):
 
 class QueryTooLong(InvalidQuery):
     pass
+
+
+class ControlCharacters(InvalidQuery):
+    """The query holds control characters (other than tab, newline, carriage return)."""

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from index.embed import Embedder
-from index.errors import EmptyQuery, QueryTooLong
+from index.errors import ControlCharacters, EmptyQuery, QueryTooLong
 from index.fusion import FusionMethod, fuse
 from index.store import LoadedIndex
 from index.tokenize import lexical_tokens
@@ -29,6 +30,8 @@ from ingest.types import Chunk, Language
 LOG = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 1000
+# C0 and C1 control characters and DEL, except tab, newline and carriage return.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ class SearchResult:
 
 
 def validate_query(query: str) -> str:
+    bad = _CONTROL.search(query)
+    if bad:
+        raise ControlCharacters(
+            f"the query contains a control character (U+{ord(bad.group()):04X})"
+        )
     text = query.strip()
     if not text:
         raise EmptyQuery("the query is empty")

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.errors import InvalidQuery, MedciteError
 from index.search import search, validate_query
@@ -37,6 +38,66 @@ def _error(
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
+class BodySizeLimit:
+    """Pure ASGI middleware: a request body over ``max_bytes`` gets a 413 in the error shape.
+
+    A declared Content-Length is checked before anything is read; otherwise (chunked) the
+    body is read and counted up front, at most ``max_bytes`` of it is buffered, and it is
+    replayed to the app in one message.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    too_large = int(value) > self.max_bytes
+                except ValueError:
+                    too_large = False  # the server rejects a malformed length itself
+                if too_large:
+                    await self._reject(scope, receive, send)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = _error(
+            413,
+            "payload_too_large",
+            f"the request body is larger than {self.max_bytes} bytes",
+            {"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -57,16 +118,29 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         version="0.1.0",
         summary="Cited passages from medical articles for health questions (Chinese and English).",
         lifespan=lifespan,
-        responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+        responses={
+            413: {"model": ErrorResponse},
+            422: {"model": ErrorResponse},
+            503: {"model": ErrorResponse},
+        },
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 503: "not_ready"}.get(
-            exc.status_code, "http_error"
-        )
-        headers = {"Retry-After": "5"} if exc.status_code == 503 else None
-        return _error(exc.status_code, code, str(exc.detail), headers)
+        if exc.status_code == 400:  # a body FastAPI cannot decode (e.g. not UTF-8): bad input
+            return _error(422, "invalid_request", f"the request body is invalid: {exc.detail}")
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+            415: "unsupported_media_type",
+            503: "not_ready",
+        }.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})  # e.g. Allow on a 405
+        if exc.status_code == 503:
+            headers["Retry-After"] = "5"
+        return _error(exc.status_code, code, str(exc.detail), headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

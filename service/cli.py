@@ -195,6 +195,8 @@ def search(query: str, k: int, language: str | None, as_json: bool, index_dir: P
     if as_json:
         click.echo(response.model_dump_json(indent=1))
         return
+    if response.urgent_notice:
+        click.echo(f"!! {response.urgent_notice}\n")
     if not response.answerable:
         click.echo(response.message)
     for p in response.passages:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from index.search import SearchResult
 from index.store import LoadedIndex
 from service.disclaimer import disclaimer, no_answer
+from service.safety import urgent_notice
 
 
 class SearchRequest(BaseModel):
@@ -42,6 +43,11 @@ class Passage(BaseModel):
 class SearchResponse(BaseModel):
     query: str
     language: Literal["zh", "en"]
+    urgent_notice: str | None = Field(
+        None,
+        description="Set when the question mentions a symptom that can be an emergency "
+        "(heavy bleeding, chest pain, ...): tells the person to seek care now.",
+    )
     answerable: bool
     message: str | None = Field(None, description="Set when nothing relevant was found.")
     disclaimer: str
@@ -96,6 +102,7 @@ def to_response(result: SearchResult, index: LoadedIndex, took_ms: float) -> Sea
     return SearchResponse(
         query=result.query,
         language=result.language,
+        urgent_notice=urgent_notice(result.query, result.language),
         answerable=result.answerable,
         message=None if result.answerable else no_answer(result.language),
         disclaimer=disclaimer(result.language),

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     thresholds: dict[str, float] | None = None
 
     threads: int = Field(1, ge=1, le=64)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)  # larger request bodies get a 413
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

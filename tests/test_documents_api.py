@@ -185,11 +185,13 @@ def test_search_response_shape_is_unchanged(client: TestClient) -> None:
     assert set(body) == {
         "query",
         "language",
+        "urgent_notice",  # added on purpose (service/safety.py); the rest is unchanged
         "answerable",
         "message",
         "disclaimer",
         "passages",
         "took_ms",
     }
+    assert body["urgent_notice"] is None
     assert body["passages"][0]["source"] == NESTED
     assert "/documents/{doc_id}" in client.get("/openapi.json").json()["paths"]

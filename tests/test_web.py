@@ -585,7 +585,7 @@ def test_a_malicious_question_in_the_url_is_shown_as_text(
 def test_an_urgent_notice_is_shown_first_as_an_alert(
     browser: webdriver.Chrome, evil_server: str
 ) -> None:
-    """The API gives no ``urgent_notice`` yet: a fetch wrapper adds one to the response."""
+    """Markup in a notice stays text (a fetch wrapper puts it in the response)."""
     notice = "Call <b>120</b> now: chest pain with shortness of breath can be an emergency."
     open_page(browser, evil_server)
     js(
@@ -619,3 +619,21 @@ def test_an_urgent_notice_is_shown_first_as_an_alert(
     assert [top for _, top in order] == sorted(top for _, top in order)
     assert_nothing_ran(browser)
     shot(browser, "urgent-notice")
+
+
+def test_a_red_flag_question_shows_the_api_urgent_notice(
+    browser: webdriver.Chrome, seed_server: str
+) -> None:
+    for query in ["流产后大出血发烧", "heavy bleeding and fever after a miscarriage"]:
+        body = api_search(seed_server, query)
+        assert body["urgent_notice"]
+        ask(browser, seed_server, query)
+        assert text_of(browser, "urgent") == (body["urgent_notice"], True)
+        order = js(
+            browser,
+            "return [...document.querySelectorAll('#urgent, #disclaimer')].map((e) => e.id);",
+        )
+        assert order == ["urgent", "disclaimer"]
+    shot(browser, "urgent-notice-real")
+    ask(browser, seed_server, "back pain in week 20")
+    assert not text_of(browser, "urgent")[1]
