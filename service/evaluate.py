@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
+# Our metric names -> trec_eval measures as ir-measures spells them.
+IR_MEASURES = {"ndcg@10": "nDCG@10", "recall@10": "R@10", "recall@100": "R@100", "mrr@10": "RR@10"}
+METRICS = tuple(IR_MEASURES)
 METHODS: tuple[FusionMethod, ...] = ("bm25", "dense", "convex", "rrf")
 
 
@@ -65,7 +67,7 @@ def compare_runs(
     import ir_measures
     from scipy import stats
 
-    measure = ir_measures.parse_measure(_IR_MEASURE_NAMES.get(metric, metric))
+    measure = ir_measures.parse_measure(IR_MEASURES[metric])
     qrels = load_qrels(qrels_path)
     values = []
     for path in (run_a, run_b):
@@ -91,14 +93,6 @@ def compare_runs(
         "a_better": sum(x > y for x, y in zip(a, b, strict=True)),
         "p_value": None if test.pvalue != test.pvalue else round(float(test.pvalue), 6),
     }
-
-
-_IR_MEASURE_NAMES = {
-    "ndcg@10": "nDCG@10",
-    "recall@10": "R@10",
-    "recall@100": "R@100",
-    "mrr@10": "RR@10",
-}
 
 
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:
@@ -215,7 +209,6 @@ def evaluate(
     run_file: Path | None = None,
 ) -> dict[str, Any]:
     import ir_measures
-    from ir_measures import RR, R, nDCG
 
     from index.cache import EmbeddingCache, embed_cached
     from index.embed import load_embedder, set_threads
@@ -262,7 +255,7 @@ def evaluate(
         "index_dir": str(index_dir),
         "methods": {},
     }
-    measures = {"ndcg@10": nDCG @ 10, "recall@10": R @ 10, "recall@100": R @ 100, "mrr@10": RR @ 10}
+    measures = {name: ir_measures.parse_measure(spec) for name, spec in IR_MEASURES.items()}
 
     def score(sub: list[str], run: dict[str, dict[str, float]]) -> dict[str, float]:
         values = ir_measures.calc_aggregate(
