@@ -17,19 +17,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from support import CORPUS, SHARED, cache_dir
+from support import CORPUS, cache_dir
 
 
 @pytest.fixture(scope="session")
 def seed_corpus() -> Path:
     return CORPUS
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip("../shared is absent (seeds / evaldata live there)")
-    return SHARED
 
 
 @pytest.fixture(scope="session")

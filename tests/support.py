@@ -15,7 +15,6 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
-SHARED = REPO.parent / "shared"
 
 
 def cache_dir() -> Path:
