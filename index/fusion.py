@@ -46,11 +46,6 @@ def fuse(
         fused = fused + np.where(lexical > 0, 1.0 / (rrf_k + ranks(lexical)), 0.0)
         return fused.astype(np.float32)
     if method == "convex":
-        if lexical.size == 0 or float(np.ptp(lexical)) <= 1e-12:
-            # No lexical signal here (e.g. a question in another language than this
-            # partition): dense alone, on the same [0, 1] scale as a mixed partition, so
-            # partitions merge fairly instead of capping this one at ``dense_weight``.
-            return minmax(dense)
         return (dense_weight * minmax(dense) + (1.0 - dense_weight) * minmax(lexical)).astype(
             np.float32
         )

@@ -32,10 +32,3 @@ def test_single_retrievers_pass_through() -> None:
     dense, lexical = np.array([0.2, 0.1]), np.array([1.0, 4.0])
     assert fuse(dense, lexical, method="dense").tolist() == pytest.approx([0.2, 0.1])
     assert fuse(dense, lexical, method="bm25").tolist() == [1.0, 4.0]
-
-
-def test_convex_without_lexical_signal_uses_the_full_scale() -> None:
-    # A partition the question shares no word with must not be capped at dense_weight,
-    # or it could never interleave with a partition that has lexical matches.
-    fused = fuse(np.array([0.9, 0.8, 0.85]), np.zeros(3), method="convex", dense_weight=0.8)
-    assert fused.tolist() == pytest.approx([1.0, 0.0, 0.5])
