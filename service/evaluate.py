@@ -172,22 +172,18 @@ def _abstention(
     """
     from index.search import search
 
-    qids = list(answerable)
-    queries = answerable
-    extra = qvecs[len(qids) :]
-    abstained_on_answerable = sum(
-        not search(
-            index, embedder, queries[q], k=1, settings=settings, query_vector=qvecs[i]
-        ).answerable
-        for i, q in enumerate(qids)
-    )
-    abstained_on_unanswerable = sum(
-        not search(index, embedder, text, k=1, settings=settings, query_vector=extra[i]).answerable
-        for i, text in enumerate(unanswerable.values())
-    )
+    def abstentions(texts: list[str], vectors: np.ndarray) -> int:
+        return sum(
+            not search(index, embedder, t, k=1, settings=settings, query_vector=v).answerable
+            for t, v in zip(texts, vectors, strict=True)
+        )
+
+    n = len(answerable)
+    abstained_on_answerable = abstentions(list(answerable.values()), qvecs[:n])
+    abstained_on_unanswerable = abstentions(list(unanswerable.values()), qvecs[n:])
     abstained = abstained_on_answerable + abstained_on_unanswerable
     return {
-        "answerable_queries": len(qids),
+        "answerable_queries": n,
         "unanswerable_queries": len(unanswerable),
         "abstained_on_answerable": abstained_on_answerable,
         "abstained_on_unanswerable": abstained_on_unanswerable,
