@@ -28,6 +28,9 @@ class BuildSettings:
     hnsw_threshold: int = 200_000
     bm25_k1: float = 0.9
     bm25_b: float = 0.4
+    # Extra copies of the document title in each chunk's BM25 tokens (the text already
+    # holds it once): the title names the topic, which questions name too.
+    bm25_title_boost: int = 3
     embed_batch_size: int = 32
 
 
@@ -57,6 +60,20 @@ def corpus_fingerprint(load: LoadResult) -> str:
         digest.update(b"\x00")
         digest.update(hashlib.sha256(source.text.encode()).digest())
     return digest.hexdigest()
+
+
+def lexical_corpus(texts: list[str], titles: list[str], title_boost: int) -> list[list[str]]:
+    """BM25 tokens of each passage, with its title's tokens ``title_boost`` more times."""
+    out = []
+    title_tokens: dict[str, list[str]] = {}
+    for text, title in zip(texts, titles, strict=True):
+        tokens = lexical_tokens(text)
+        if title_boost and title:
+            if title not in title_tokens:
+                title_tokens[title] = lexical_tokens(title)
+            tokens += title_tokens[title] * title_boost
+        out.append(tokens)
+    return out
 
 
 def build_bm25(tokens: list[list[str]], *, k1: float, b: float) -> Any:
@@ -116,7 +133,11 @@ def build_index(
     embed_seconds = time.perf_counter() - t0
     if vectors.shape[0] and not np.all(np.isfinite(vectors)):
         raise ValueError("the embedding model returned non-finite vectors")
-    bm25 = build_bm25([lexical_tokens(t) for t in texts], k1=settings.bm25_k1, b=settings.bm25_b)
+    bm25 = build_bm25(
+        lexical_corpus(texts, [docs[c.doc_id].title for c in chunks], settings.bm25_title_boost),
+        k1=settings.bm25_k1,
+        b=settings.bm25_b,
+    )
     by_language: dict[str, int] = {}
     for c in chunks:
         by_language[c.language] = by_language.get(c.language, 0) + 1
@@ -124,7 +145,12 @@ def build_index(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": {"name": embedder.name, "dim": embedder.dim, "normalized": True},
         "chunker": settings.chunking.as_dict(),
-        "lexical": {"tokenizer": TOKENIZER_VERSION, "k1": settings.bm25_k1, "b": settings.bm25_b},
+        "lexical": {
+            "tokenizer": TOKENIZER_VERSION,
+            "k1": settings.bm25_k1,
+            "b": settings.bm25_b,
+            "title_boost": settings.bm25_title_boost,
+        },
         "dense": {"metric": "inner_product", "hnsw_threshold": settings.hnsw_threshold},
         "corpus": {"fingerprint": corpus_fingerprint(load)},
         "counts": {

@@ -14,13 +14,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from index.embed import Embedder
 from index.errors import ControlCharacters, EmptyQuery, QueryTooLong
+from index.expand import Expander, default_expander
 from index.fusion import FusionMethod, fuse
 from index.store import LoadedIndex
 from index.tokenize import lexical_tokens
@@ -45,6 +46,7 @@ class SearchSettings:
     # Minimum best dense score for a partition to be admitted, keyed "en->zh" etc.
     thresholds: Mapping[str, float] = field(default_factory=dict)
     abstain: bool = True
+    expand: bool = True  # cross-lingual BM25 terms from CC-CEDICT (index.expand)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,19 @@ def validate_query(query: str) -> str:
     if len(text) > MAX_QUERY_CHARS:
         raise QueryTooLong(f"the query is longer than {MAX_QUERY_CHARS} characters")
     return text
+
+
+def query_tokens(
+    text: str, settings: SearchSettings, expander: Expander | None = None
+) -> list[str]:
+    """BM25 tokens of a query, plus its other-language terms when ``settings.expand``."""
+    tokens = lexical_tokens(text)
+    if not settings.expand:
+        return tokens
+    if expander is None:
+        expander = default_expander()
+    extra = expander.english_for(tokens) + expander.chinese_for(text)
+    return tokens + lexical_tokens(" ".join(extra))
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,7 @@ def search(
     language: str | None = None,
     settings: SearchSettings,
     query_vector: np.ndarray | None = None,
+    expander: Expander | None = None,
 ) -> SearchResult:
     """The top ``k`` passages for ``query``, at most ``max_per_doc`` per document and
     no two near-identical; empty (not answerable) when no partition clears its threshold."""
@@ -174,7 +190,7 @@ def search(
     scored, best = _score(
         index,
         qv,
-        lexical_tokens(text),
+        query_tokens(text, settings, expander),
         qlang,
         language=language,
         settings=settings,
@@ -218,13 +234,18 @@ def rank_documents(
     k: int = 100,
     settings: SearchSettings,
     candidates: int = 300,
+    unit: Callable[[str], str] | None = None,
+    expander: Expander | None = None,
 ) -> list[tuple[str, float]]:
-    """Document ranking for evaluation: chunk scores grouped by ``doc_id`` (max), no gate."""
+    """Document ranking for evaluation: chunk scores grouped by ``doc_id`` (max), no gate.
+
+    ``unit`` maps a doc id to the unit judged (e.g. its source file) when that is not the
+    document itself."""
     text = query.strip()
     scored, _ = _score(
         index,
         qv,
-        lexical_tokens(text),
+        query_tokens(text, settings, expander),
         detect_language(text) if text else "en",
         language=None,
         settings=dataclasses.replace(settings, abstain=False),
@@ -233,6 +254,8 @@ def rank_documents(
     seen: dict[str, float] = {}
     for row, score in zip(scored.rows.tolist(), scored.fused.tolist(), strict=True):
         doc_id = index.chunks[row].doc_id
+        if unit is not None:
+            doc_id = unit(doc_id)
         if doc_id not in seen:
             seen[doc_id] = score
             if len(seen) == k:

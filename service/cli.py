@@ -241,14 +241,17 @@ def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
     "--queries", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option(
-    "--qrels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "--qrels",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Judgements (BEIR qrels.tsv). Optional when query lines carry "relevant" lists.',
 )
 @INDEX_DIR
 @click.option(
     "--methods",
     default=None,
-    help="Comma-separated retrievers to score side by side: bm25,dense,convex,rrf "
-    "(default: the configured fusion).",
+    help="Comma-separated retrievers to score side by side: bm25,dense,convex,rrf, each "
+    "optionally with +expand (cross-lingual query expansion); default: the configured one.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N queries.")
@@ -261,7 +264,7 @@ def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
 def eval_command(
     corpus: Path,
     queries: Path,
-    qrels: Path,
+    qrels: Path | None,
     index_dir: Path | None,
     methods: str | None,
     as_json: bool,
@@ -270,13 +273,16 @@ def eval_command(
 ) -> None:
     """Score retrieval on a BEIR-format set: nDCG@10, Recall@10, Recall@100, MRR@10.
 
-    Queries marked "answerable": false in the queries file are scored for abstention.
+    --corpus is a BEIR corpus.jsonl or any folder `medcite ingest` takes. Queries marked
+    "answerable": false (or with an empty "relevant" list) are scored for abstention.
+    When the judgements name source files rather than documents, files are ranked.
     """
     _pin_threads(1)
     settings = _settings(index_dir=index_dir)
     from service.evaluate import evaluate
 
-    method_list = [m.strip() for m in (methods or settings.fusion).split(",") if m.strip()]
+    default = settings.fusion + ("+expand" if settings.expand else "")
+    method_list = [m.strip() for m in (methods or default).split(",") if m.strip()]
     with _domain_errors():
         report = evaluate(
             corpus,

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from index.embed import Embedder, load_embedder, set_threads
+from index.expand import default_expander
 from index.search import SearchSettings
 from index.store import LoadedIndex, check_compatible, load_index
 from service.settings import Settings
@@ -30,6 +31,8 @@ def load_engine(settings: Settings) -> Engine:
     )
     index = load_index(settings.index_dir)
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
+    if settings.expand:
+        default_expander()  # load the dictionary now, not on the first request
     return Engine(index=index, embedder=embedder, settings=settings.search(embedder.name))
 
 

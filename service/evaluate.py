@@ -9,7 +9,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +33,23 @@ METRICS = tuple(IR_MEASURES)
 METHODS: tuple[FusionMethod, ...] = ("bm25", "dense", "convex", "rrf")
 
 
-def load_queries(path: Path) -> tuple[dict[str, str], set[str]]:
-    """Query texts by id, and the ids marked ``"answerable": false``."""
-    queries: dict[str, str] = {}
+@dataclass(frozen=True)
+class QuerySet:
+    """Queries by id, those marked unanswerable, and judgements given inline.
+
+    A query line may carry ``"relevant": [ids]`` (the seed development set's form): an
+    empty list marks it unanswerable, a non-empty one judges those ids relevant.
+    """
+
+    texts: dict[str, str]
+    unanswerable: set[str]
+    inline_qrels: dict[str, dict[str, int]]
+
+
+def load_queries(path: Path) -> QuerySet:
+    texts: dict[str, str] = {}
     unanswerable: set[str] = set()
+    inline: dict[str, dict[str, int]] = {}
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
@@ -43,12 +57,17 @@ def load_queries(path: Path) -> tuple[dict[str, str], set[str]]:
             try:
                 row = json.loads(line)
                 qid = str(row["id"] if "id" in row else row["_id"])
-                queries[qid] = str(row["text"])
+                texts[qid] = str(row["text"])
+                relevant = row.get("relevant")
+                if relevant is not None and not isinstance(relevant, list):
+                    raise TypeError('"relevant" must be a list of ids')
             except (ValueError, KeyError, TypeError) as exc:
                 raise MedciteError(f"{path}:{n}: not a query line ({exc})") from exc
-            if row.get("answerable") is False:
+            if row.get("answerable") is False or relevant == []:
                 unanswerable.add(qid)
-    return queries, unanswerable
+            elif relevant:
+                inline[qid] = {str(d): 1 for d in relevant}
+    return QuerySet(texts, unanswerable, inline)
 
 
 def write_trec_run(path: Path, run: dict[str, dict[str, float]], tag: str) -> None:
@@ -144,6 +163,7 @@ def ensure_index(
         if (
             manifest["lexical"]["k1"] != settings.bm25_k1
             or manifest["lexical"]["b"] != settings.bm25_b
+            or manifest["lexical"].get("title_boost", 0) != settings.bm25_title_boost
         ):
             raise IndexMismatch("BM25 parameters changed")
         check_compatible(
@@ -156,6 +176,21 @@ def ensure_index(
     if not reuse:
         run_ingest([corpus], settings, quiet=not progress, loaded=loaded, embedder=embedder)
     return index_dir
+
+
+def _judged_unit(
+    index: LoadedIndex, qrels: dict[str, dict[str, int]]
+) -> Callable[[str], str] | None:
+    """``None`` when judgements name documents; a doc id -> source file map when they name
+    the source files the documents came from (the seed development set judges files)."""
+    judged = {d for docs in qrels.values() for d in docs}
+    source_of = {doc_id: doc.source for doc_id, doc in index.documents.items()}
+    sources = set(source_of.values())
+    # A page split into several documents keeps its file name as the first one's id, so
+    # judging files is told apart by *every* judged id being a file the index holds.
+    if judged <= sources:
+        return source_of.__getitem__
+    return None
 
 
 def _abstention(
@@ -195,7 +230,7 @@ def _abstention(
 def evaluate(
     corpus: Path,
     queries_path: Path,
-    qrels_path: Path,
+    qrels_path: Path | None,
     *,
     settings: Settings,
     index_dir: Path | None = None,
@@ -211,11 +246,20 @@ def evaluate(
     from index.search import rank_documents
     from ingest.language import detect_language
 
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m.removesuffix("+expand") not in METHODS]
     if unknown:
-        raise MedciteError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-    qrels = load_qrels(qrels_path)
-    all_queries, unanswerable_ids = load_queries(queries_path)
+        raise MedciteError(
+            f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}, "
+            "each optionally with +expand (cross-lingual query expansion)"
+        )
+    query_set = load_queries(queries_path)
+    all_queries, unanswerable_ids = query_set.texts, query_set.unanswerable
+    if qrels_path is not None:
+        qrels = load_qrels(qrels_path)
+    elif query_set.inline_qrels:
+        qrels = query_set.inline_qrels
+    else:
+        raise MedciteError('no judgements: give --qrels, or "relevant" lists in the queries file')
     queries = {q: t for q, t in all_queries.items() if q in qrels and t.strip()}
     unanswerable = {q: all_queries[q] for q in sorted(unanswerable_ids) if all_queries[q].strip()}
     if limit is not None:
@@ -228,6 +272,7 @@ def evaluate(
     set_threads(settings.threads)
     index = load_index(index_dir)
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
+    unit = _judged_unit(index, qrels)
     qids = list(queries)
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
     bar = _bar(len(qids) + len(unanswerable), "queries", progress)
@@ -249,6 +294,7 @@ def evaluate(
         "documents": index.manifest["counts"]["documents"],
         "chunks": index.manifest["counts"]["chunks"],
         "index_dir": str(index_dir),
+        "unit": "source" if unit is not None else "document",
         "methods": {},
     }
     measures = {name: ir_measures.parse_measure(spec) for name, spec in IR_MEASURES.items()}
@@ -261,11 +307,22 @@ def evaluate(
         return {name: round(float(values.get(m, 0.0)), 4) for name, m in measures.items()}
 
     for method in methods:
-        run_settings = dataclasses.replace(base, fusion=method)  # type: ignore[arg-type]
+        run_settings = dataclasses.replace(
+            base,
+            fusion=method.removesuffix("+expand"),  # type: ignore[arg-type]
+            expand=method.endswith("+expand"),
+        )
         t0 = time.perf_counter()
         run: dict[str, dict[str, float]] = {}
         for i, q in enumerate(qids):
-            ranked = rank_documents(index, qvecs[i], queries[q], k=100, settings=run_settings)
+            ranked = rank_documents(
+                index,
+                qvecs[i],
+                queries[q],
+                k=100,
+                settings=run_settings,
+                unit=unit,
+            )
             # trec_eval orders by score (ties by doc id): rank-based scores keep our order.
             run[q] = {doc: float(len(ranked) - r) for r, (doc, _) in enumerate(ranked)}
         seconds = time.perf_counter() - t0

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     hnsw_threshold: int = Field(200_000, ge=1)
     bm25_k1: float = Field(0.9, gt=0)
     bm25_b: float = Field(0.4, ge=0, le=1)
+    bm25_title_boost: int = Field(3, ge=0, le=20)  # chosen on en_medquad_lite
     embed_batch_size: int = Field(32, ge=1, le=1024)
 
     fusion: Literal["convex", "rrf", "dense", "bm25"] = "convex"
@@ -56,6 +57,7 @@ class Settings(BaseSettings):
     candidates: int = Field(100, ge=1, le=2000)
     max_per_doc: int = Field(2, ge=1, le=50)
     abstain: bool = True
+    expand: bool = True  # cross-lingual query expansion (CC-CEDICT) for BM25
     # JSON object {"en->zh": 0.8, ...}; overrides the calibrated thresholds of the model.
     thresholds: dict[str, float] | None = None
 
@@ -75,6 +77,7 @@ class Settings(BaseSettings):
             hnsw_threshold=self.hnsw_threshold,
             bm25_k1=self.bm25_k1,
             bm25_b=self.bm25_b,
+            bm25_title_boost=self.bm25_title_boost,
             embed_batch_size=self.embed_batch_size,
         )
 
@@ -89,6 +92,7 @@ class Settings(BaseSettings):
             if self.thresholds is not None
             else calibrated_thresholds(model_name),
             abstain=self.abstain,
+            expand=self.expand,
         )
 
 

@@ -124,3 +124,43 @@ def test_index_dir_is_reused_when_it_matches_and_rebuilt_when_not(tmp_path: Path
     assert (
         json.loads((idx / version() / "manifest.json").read_text())["chunker"]["max_tokens"] == 32
     )
+
+
+def test_inline_judgements_rank_source_files(tmp_path: Path) -> None:
+    """The seed development set's form: folder corpus, "relevant" file lists in the
+    query file, no qrels; an empty list is an unanswerable question."""
+    corpus = tmp_path / "articles"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Apple orchard harvest.\n", "utf-8")
+    (corpus / "b.txt").write_text("Banana banana.\n", "utf-8")
+    (corpus / "c.txt").write_text("Banana fruit with a yellow peel.\n", "utf-8")
+    queries = tmp_path / "queries.jsonl"
+    rows = [
+        {"id": "q1", "text": "apple", "relevant": ["a.txt"]},
+        {"id": "q2", "text": "banana", "relevant": ["c.txt", "a.txt"]},
+        {"id": "q3", "text": "weather tomorrow", "relevant": []},
+    ]
+    queries.write_text("\n".join(json.dumps(r) for r in rows) + "\n", "utf-8")
+    env = {"MEDCITE_MODEL": "hashing-32", "MEDCITE_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["eval", "--corpus", str(corpus), "--queries", str(queries), "--json"]
+    result = CliRunner().invoke(main, [*args, "--methods", "bm25"], env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["unit"] == "source"
+    assert report["queries"] == 2
+    # q1: a.txt first. q2 "banana": b.txt (not relevant), c.txt, then a.txt (no match).
+    ndcg_q2 = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    assert report["ndcg@10"] == pytest.approx((1 + ndcg_q2) / 2, abs=1e-4)
+    assert report["mrr@10"] == pytest.approx((1 + 1 / 2) / 2)
+    assert report["abstention"]["unanswerable_queries"] == 1
+
+
+def test_eval_needs_judgements(tmp_path: Path) -> None:
+    corpus, queries, _ = write_set(tmp_path / "set")
+    env = {"MEDCITE_MODEL": "hashing-32", "MEDCITE_CACHE_DIR": str(tmp_path / "cache")}
+    result = CliRunner().invoke(
+        main, ["eval", "--corpus", str(corpus), "--queries", str(queries)], env=env
+    )
+    assert result.exit_code != 0
+    assert "no judgements" in result.output
+    assert "Traceback" not in result.output

@@ -1,6 +1,7 @@
 """Hybrid search over a real FAISS + BM25 index (fast: fake embedder, tiny corpus)."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +115,25 @@ def test_rank_documents_groups_chunks_by_doc(index: LoadedIndex) -> None:
     docs = [d for d, _ in ranked]
     assert len(docs) == len(set(docs)) == len(ARTICLES)
     assert np.all(np.diff([s for _, s in ranked]) <= 1e-9)
+
+
+@pytest.mark.parametrize(("boost", "first"), [(0, "rest.txt"), (3, "warmth.txt")])
+def test_title_boost_ranks_the_titled_topic_first(tmp_path: Path, boost: int, first: str) -> None:
+    """A word in a document's title counts ``1 + boost`` times in each of its chunks."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "warmth.txt").write_text(
+        "Warmth\n\nA hot water bottle on the lower back eases cramps after a miscarriage.\n",
+        encoding="utf-8",
+    )
+    (root / "rest.txt").write_text(
+        "Rest\n\nRest helps. Warmth helps. Warmth and rest.\n", encoding="utf-8"
+    )
+    out = tmp_path / "idx"
+    build_index(
+        load([root]), EMB, index_dir=out, settings=BuildSettings(bm25_title_boost=boost), cache=None
+    )
+    built = load_index(out)
+    assert built.manifest["lexical"]["title_boost"] == boost
+    result = search(built, EMB, "warmth", k=2, settings=replace(OPEN, fusion="bm25"))
+    assert result.hits[0].chunk.source == first
