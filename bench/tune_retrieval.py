@@ -149,6 +149,7 @@ class Bench:
         second: float = 0.0,
         prf: tuple[int, float] | None = None,
         norm: str = "minmax",
+        ref_n: int = 100,
         **lex: object,
     ) -> dict[str, dict[str, float]]:
         lexical_all = self.lexical(**lex)  # type: ignore[arg-type]
@@ -180,6 +181,12 @@ class Bench:
                 zd = (d - d.mean()) / (d.std() + 1e-9)
                 zl = (lx - lx.mean()) / (lx.std() + 1e-9)
                 f = weight * zd + (1 - weight) * zl
+            elif norm == "ref":  # pool-independent: dense from its ref_n-th score, BM25 / max
+                d_ref = float(np.partition(d_all, -ref_n)[-ref_n])
+                d_top = float(d_all.max())
+                nd = np.clip((d - d_ref) / max(d_top - d_ref, 1e-9), 0, None)
+                nl = lx / max(float(l_all.max()), 1e-9)
+                f = weight * nd + (1 - weight) * nl
             elif norm == "maxnorm":  # dense raw cosine, BM25 / its max
                 f = weight * d + (1 - weight) * (lx / (lx.max() + 1e-9))
             else:

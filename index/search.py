@@ -90,7 +90,8 @@ def query_tokens(
         return tokens
     if expander is None:
         expander = default_expander()
-    extra = expander.english_for(tokens) + expander.chinese_for(text)
+    words = lexical_tokens(text, bigrams=False)  # dictionary words, not bigrams
+    extra = expander.english_for(words) + expander.chinese_for(text)
     return tokens + lexical_tokens(" ".join(extra))
 
 
@@ -118,7 +119,7 @@ def _score(
         if tokens
         else np.zeros(len(index.chunks), dtype=np.float32)
     )
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
+    admitted: list[tuple[np.ndarray, np.ndarray]] = []
     best: dict[str, float] = {}
     for lang, part in sorted(index.partitions.items()):
         if language is not None and lang != language:
@@ -134,41 +135,34 @@ def _score(
         )
         lex_rows = part.rows[top[lex_part[top] > 0]]
         rows = np.unique(np.concatenate([dense_rows, lex_rows]))
-        dense = np.asarray(index.vectors[rows] @ qv, dtype=np.float32)
-        lexical = lexical_all[rows]
-        best[lang] = float(dense.max())
+        dense_part = np.asarray(index.vectors[rows] @ qv, dtype=np.float32)
+        best[lang] = float(dense_part.max())
         threshold = settings.thresholds.get(f"{qlang}->{lang}")
-        if settings.abstain and threshold is not None and best[lang] < threshold:
+        # Without abstention (evaluation) the query's own language is always admitted,
+        # another language still only above its bar, as in the service.
+        gated = settings.abstain or lang != qlang
+        if gated and threshold is not None and best[lang] < threshold:
             continue
-        fused = fuse(
-            dense,
-            lexical,
-            method=settings.fusion,
-            dense_weight=settings.dense_weight,
-            rrf_k=settings.rrf_k,
-        )
-        parts.append((rows, fused, dense, lexical, 0 if lang == qlang else 1))
-    if not parts:
+        admitted.append((rows, dense_part))
+    if not admitted:
         empty = np.zeros(0, dtype=np.float32)
         return _Scored(np.zeros(0, dtype=np.int64), empty, empty, empty, empty), best
-    scored = _Scored(
-        rows=np.concatenate([p[0] for p in parts]),
-        fused=np.concatenate([p[1] for p in parts]),
-        dense=np.concatenate([p[2] for p in parts]),
-        lexical=np.concatenate([p[3] for p in parts]),
-        query_language_first=np.concatenate([np.full(p[0].size, p[4]) for p in parts]),
+    # One fusion over the admitted partitions' candidates together: scores stay comparable
+    # across languages, so a handful of stray other-language chunks cannot take the top
+    # places the way a per-partition normalisation (best of each partition = 1) let them.
+    rows = np.concatenate([a[0] for a in admitted])
+    dense = np.concatenate([a[1] for a in admitted])
+    lexical = lexical_all[rows]
+    fused = fuse(
+        dense,
+        lexical,
+        method=settings.fusion,
+        dense_weight=settings.dense_weight,
+        rrf_k=settings.rrf_k,
     )
-    order = np.lexsort((scored.query_language_first, -scored.fused))
-    return (
-        _Scored(
-            scored.rows[order],
-            scored.fused[order],
-            scored.dense[order],
-            scored.lexical[order],
-            scored.query_language_first[order],
-        ),
-        best,
-    )
+    other = np.array([index.chunks[r].language != qlang for r in rows.tolist()], dtype=np.int64)
+    order = np.lexsort((other, -fused))
+    return _Scored(rows[order], fused[order], dense[order], lexical[order], other[order]), best
 
 
 def search(
@@ -197,10 +191,16 @@ def search(
         candidates=settings.candidates,
     )
     hits: list[Hit] = []
+    # Every admitted language shows up: when the top k hold none of a language whose
+    # partition cleared its calibrated bar, its best passage takes the last place.
+    reserve: dict[str, Hit] = {}
+    missing = set(index.chunks[r].language for r in scored.rows.tolist()) if k >= 3 else set()
     per_group: dict[str, int] = {}
     chosen: list[np.ndarray] = []
     for i, row in enumerate(scored.rows.tolist()):
         chunk = index.chunks[row]
+        if len(hits) == k and chunk.language not in missing:
+            continue
         doc = index.documents[chunk.doc_id]
         group = doc.near_duplicate_of or doc.doc_id
         if per_group.get(group, 0) >= settings.max_per_doc:
@@ -210,17 +210,27 @@ def search(
             continue
         per_group[group] = per_group.get(group, 0) + 1
         chosen.append(vec)
-        hits.append(
-            Hit(
-                row=row,
-                chunk=chunk,
-                score=float(scored.fused[i]),
-                dense=float(scored.dense[i]),
-                lexical=float(scored.lexical[i]),
-            )
+        hit = Hit(
+            row=row,
+            chunk=chunk,
+            score=float(scored.fused[i]),
+            dense=float(scored.dense[i]),
+            lexical=float(scored.lexical[i]),
         )
-        if len(hits) == k:
+        missing.discard(chunk.language)
+        if len(hits) < k:
+            hits.append(hit)
+        else:
+            reserve[chunk.language] = hit
+        if len(hits) == k and not missing:
             break
+    for hit in sorted(reserve.values(), key=lambda h: -h.score):
+        # Replace the lowest hit of a language that has more than one.
+        for j in range(len(hits) - 1, -1, -1):
+            if sum(h.chunk.language == hits[j].chunk.language for h in hits) > 1:
+                del hits[j]
+                hits.append(hit)
+                break
     return SearchResult(
         query=text, language=qlang, answerable=bool(hits), hits=tuple(hits), best_dense=best
     )

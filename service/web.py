@@ -84,7 +84,7 @@ def highlight_terms(query: str) -> list[str]:
     Single Han characters (后, 疼) are dropped when longer Chinese words exist: they would
     light up half of every Chinese passage.
     """
-    tokens = lexical_tokens(query)
+    tokens = lexical_tokens(query, bigrams=False)
     words = [w for w in _EN_WORD.findall(query.lower()) if w not in EN_STOPWORDS]
     han = [t for t in tokens if HAN_CHAR.search(t)]
     if any(len(t) > 1 for t in han):

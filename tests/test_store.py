@@ -85,6 +85,10 @@ def test_mismatched_model_or_chunker_is_refused(tmp_path: Path) -> None:
             manifest, model_name="hashing-32", dim=32, chunking=ChunkSettings(max_tokens=200)
         )
     check_compatible(manifest, model_name="hashing-32", dim=32, chunking=ChunkSettings(64))
+    # An index whose BM25 tokens came from another tokenizer would match queries wrongly.
+    manifest["lexical"]["tokenizer"] = "jieba-search+snowball-en/0"
+    with pytest.raises(IndexMismatch, match=r"tokenizer 'jieba-search.*medcite ingest"):
+        check_compatible(manifest, model_name="hashing-32", dim=32)
 
 
 def test_truncated_file_is_refused_with_the_fix(tmp_path: Path) -> None:
