@@ -55,7 +55,19 @@ class _FileResult:
     documents: list[Document]
 
 
-def load(paths: Sequence[Path], *, root: Path | None = None) -> LoadResult:
+# An article is at most a few MB; a BEIR corpus.jsonl (one file) can be far larger. Above
+# these sizes a file is refused with the reason, not read into memory.
+MAX_ARTICLE_BYTES = 32 * 1024 * 1024
+MAX_JSONL_BYTES = 2 * 1024 * 1024 * 1024
+
+
+def load(
+    paths: Sequence[Path],
+    *,
+    root: Path | None = None,
+    max_article_bytes: int = MAX_ARTICLE_BYTES,
+    max_jsonl_bytes: int = MAX_JSONL_BYTES,
+) -> LoadResult:
     """Read every supported file under ``paths``; every file found gets a :class:`FileReport`.
 
     ``root`` is the directory sources are named relative to; by default a directory argument
@@ -67,7 +79,8 @@ def load(paths: Sequence[Path], *, root: Path | None = None) -> LoadResult:
     sources: list[SourceText] = []
     documents: list[Document] = []
     for item, problem in _discover([Path(p) for p in paths], root):
-        result = _read_file(item) if problem is None else _report(item, *problem)
+        limits = {"jsonl": max_jsonl_bytes, "other": max_article_bytes}
+        result = _read_file(item, limits) if problem is None else _report(item, *problem)
         reports.append(result.report)
         sources.extend(result.sources)
         documents.extend(result.documents)
@@ -157,7 +170,7 @@ def _relative(path: Path, base: Path) -> str:
 # --- reading one file ------------------------------------------------------------------------
 
 
-def _read_file(item: _Input) -> _FileResult:
+def _read_file(item: _Input, limits: dict[str, int]) -> _FileResult:
     suffix = item.path.suffix.lower()
     kind = KINDS.get(suffix)
     if kind is None:
@@ -167,7 +180,13 @@ def _read_file(item: _Input) -> _FileResult:
         return _report(item, "failed", "broken symbolic link")
     if not item.path.is_file():  # a FIFO or device would block or never end
         return _report(item, "skipped", "not a regular file")
+    limit = limits["jsonl" if kind == "jsonl" else "other"]
     try:
+        size = item.path.stat().st_size
+        if size > limit:
+            return _report(
+                item, "failed", f"too large: {size:,} bytes (the limit is {limit:,} bytes)"
+            )
         data = item.path.read_bytes()
     except OSError as exc:
         return _report(item, "failed", f"unreadable: {exc.strerror or exc}")

@@ -10,14 +10,23 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.errors import InvalidQuery, MedciteError
 from index.search import search, validate_query
 from service import web
+from service.admin import admin_router
 from service.engine import Engine, EngineDep, load_engine
+from service.ops import (
+    Metrics,
+    QueryLog,
+    RequestContext,
+    SearchAdmission,
+    TokenBuckets,
+)
 from service.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
@@ -124,15 +133,61 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             503: {"model": ErrorResponse},
         },
     )
+    metrics = Metrics()
+    query_log = QueryLog(verbatim=settings.log_queries)
+    search_log = logging.getLogger("medcite.search")
+
+    def index_counts() -> tuple[int, int]:
+        current: Engine | None = getattr(app.state, "engine", None)
+        if current is None:
+            return 0, 0
+        return len(current.index.chunks), len(current.index.documents)
+
+    metrics.track_index(index_counts)
+    # Outermost last: CORS, then request ids and metrics (so they see every refusal), then
+    # the body limit, then admission to the search endpoints.
+    app.add_middleware(
+        SearchAdmission,
+        metrics=metrics,
+        error=_error,
+        buckets=TokenBuckets(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        if settings.rate_limit_per_minute > 0
+        else None,
+        max_concurrent=settings.max_concurrent_searches,
+        max_wait_seconds=settings.search_queue_seconds,
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Authorization", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+
+    def record(result: Any, took_ms: float) -> None:
+        outcome = "answered" if result.answerable else "abstained"
+        metrics.searches.labels(outcome).inc()
+        search_log.info(
+            "search",
+            extra={
+                "fields": query_log.fields(result.query)
+                | {"language": result.language, "outcome": outcome, "ms": round(took_ms, 2)}
+            },
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # a body FastAPI cannot decode (e.g. not UTF-8): bad input
             return _error(422, "invalid_request", f"the request body is invalid: {exc.detail}")
         code = {
+            401: "unauthorized",
+            403: "forbidden",
             404: "not_found",
             405: "method_not_allowed",
+            409: "conflict",
             413: "payload_too_large",
             415: "unsupported_media_type",
             503: "not_ready",
@@ -160,7 +215,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         LOG.exception("unexpected error on %s", request.url.path)
         return _error(500, "internal_error", "internal error")
 
-    @app.post("/search", response_model=SearchResponse)
+    limited: dict[int | str, dict[str, Any]] = {
+        429: {"model": ErrorResponse, "description": "rate limited (Retry-After)"}
+    }
+
+    @app.post("/search", response_model=SearchResponse, responses=limited)
     def search_endpoint(body: SearchRequest, engine: EngineDep) -> SearchResponse:
         """The most relevant passages for a question, with citations and a disclaimer."""
         t0 = time.perf_counter()
@@ -172,9 +231,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             language=body.language,
             settings=engine.settings,
         )
-        return to_response(result, engine.index, (time.perf_counter() - t0) * 1000)
+        took_ms = (time.perf_counter() - t0) * 1000
+        record(result, took_ms)
+        return to_response(result, engine.index, took_ms)
 
-    @app.post("/search/batch", response_model=BatchSearchResponse)
+    @app.post("/search/batch", response_model=BatchSearchResponse, responses=limited)
     def search_batch(body: BatchSearchRequest, engine: EngineDep) -> BatchSearchResponse:
         """Up to 256 searches in one call (for evaluation scripts); same shape per query."""
         t0 = time.perf_counter()
@@ -197,7 +258,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 settings=engine.settings,
                 query_vector=vector,
             )
-            results.append(to_response(result, engine.index, (time.perf_counter() - t1) * 1000))
+            took_ms = (time.perf_counter() - t1) * 1000
+            record(result, took_ms)
+            results.append(to_response(result, engine.index, took_ms))
         took_ms = round((time.perf_counter() - t0) * 1000, 2)
         return BatchSearchResponse(results=results, took_ms=took_ms)
 
@@ -218,6 +281,14 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             "index_version": engine.index.path.name,
         }
 
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Prometheus text format: requests, latency, searches by outcome, index size."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(admin_router(settings))
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     return app

@@ -232,7 +232,16 @@ def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
             run_ingest([settings.corpus_dir], settings)
         engine = load_engine(settings)
     click.echo(f"serving on http://{settings.host}:{settings.port} (API docs at /docs)", err=True)
-    uvicorn.run(create_app(settings, engine=engine), host=settings.host, port=settings.port)
+    from service.ops import configure_logging
+
+    configure_logging(json_logs=settings.log_json)
+    uvicorn.run(
+        create_app(settings, engine=engine),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep our handlers: JSON lines with request ids
+        access_log=False,  # medcite.access logs each request instead
+    )
 
 
 @main.command(name="eval")

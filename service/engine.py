@@ -36,6 +36,18 @@ def load_engine(settings: Settings) -> Engine:
     return Engine(index=index, embedder=embedder, settings=settings.search(embedder.name))
 
 
+def reload_engine(settings: Settings, current: Engine | None) -> Engine:
+    """The engine over the index's live version, keeping the loaded model when there is one.
+
+    Raises MedciteError (missing, corrupt or mismatched index); ``current`` is untouched.
+    """
+    if current is None:
+        return load_engine(settings)
+    index = load_index(settings.index_dir)
+    check_compatible(index.manifest, model_name=current.embedder.name, dim=current.embedder.dim)
+    return Engine(index=index, embedder=current.embedder, settings=current.settings)
+
+
 def get_engine(request: Request) -> Engine:
     """The loaded engine, or 503 while loading / when loading failed."""
     engine: Engine | None = getattr(request.app.state, "engine", None)

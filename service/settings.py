@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.build import BuildSettings
@@ -63,6 +63,15 @@ class Settings(BaseSettings):
 
     threads: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(64 * 1024, ge=1024)  # larger request bodies get a 413
+    # Operations (issue: reliability, safety and security).
+    admin_api_key: SecretStr | None = None  # enables /admin/*; Authorization: Bearer <key>
+    cors_origins: list[str] = Field(default_factory=list)  # JSON list; empty: no CORS at all
+    rate_limit_per_minute: float = Field(600, ge=0)  # searches per client IP; 0 turns it off
+    rate_limit_burst: int = Field(60, ge=1)
+    max_concurrent_searches: int = Field(4, ge=1)  # more wait up to search_queue_seconds
+    search_queue_seconds: float = Field(2.0, ge=0)  # then 503 with Retry-After
+    log_queries: bool = False  # log question text verbatim (default: HMAC and length)
+    log_json: bool = True  # `serve` logs JSON lines with request ids
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

@@ -38,6 +38,10 @@ BUDGET = {
     ("GET", "/documents/{doc_id}"): (100, 0),
     ("GET", "/healthz"): (30, 0),  # no inputs: Hypothesis stops after the one possible case
     ("GET", "/readyz"): (30, 0),
+    # Admin endpoints take no body: every generated case lacks the key and gets a 401.
+    ("POST", "/admin/reload"): (20, 0),
+    ("POST", "/admin/ingest"): (20, 0),
+    ("GET", "/admin/ingest"): (20, 0),
 }
 MIN_CASES = 1000
 CHECKS = [
@@ -59,6 +63,9 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "MEDCITE_CORPUS_DIR": str(root / "corpus"),
         "MEDCITE_INDEX_DIR": str(root / "index"),  # empty: serve builds the index first
         "MEDCITE_CACHE_DIR": str(root / "cache"),
+        "MEDCITE_ADMIN_API_KEY": "fuzz-admin-key",
+        # Fuzz the handlers, not the limiter (its 429 is tested in test_ops.py).
+        "MEDCITE_RATE_LIMIT_PER_MINUTE": "0",
     }
     with serve(env, root / "serve.log", timeout=120) as base:
         yield base

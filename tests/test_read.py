@@ -248,6 +248,22 @@ def test_missing_path_and_same_file_twice(tmp_path: Path) -> None:
     assert len(result.documents) == 1
 
 
+def test_an_enormous_file_is_refused_with_its_size_and_the_rest_read(tmp_path: Path) -> None:
+    (tmp_path / "ok.txt").write_text("Title\n\nA short article about back pain.\n", "utf-8")
+    huge = tmp_path / "huge.txt"
+    with huge.open("wb") as fh:  # sparse: 40 MB on paper, nothing on disk
+        fh.truncate(40 * 1024 * 1024)
+    rows = tmp_path / "c.jsonl"
+    rows.write_text('{"id": "d1", "title": "t", "text": "back pain"}\n' * 3, "utf-8")
+    result = load([tmp_path], max_jsonl_bytes=64)
+    by_path = {r.path: (r.status, r.reason) for r in result.reports}
+    assert by_path["ok.txt"] == ("ingested", None)
+    assert by_path["huge.txt"][0] == "failed"
+    assert by_path["huge.txt"][1] == "too large: 41,943,040 bytes (the limit is 33,554,432 bytes)"
+    assert by_path["c.jsonl"][0] == "failed" and "too large" in str(by_path["c.jsonl"][1])
+    assert [d.source for d in result.documents] == ["ok.txt"]
+
+
 # --- HTML ------------------------------------------------------------------------------------
 
 HTML = """<!doctype html>

@@ -1,0 +1,133 @@
+"""Admin endpoints (reload, ingest): disabled unless MEDCITE_ADMIN_API_KEY is set.
+
+The key is sent as ``Authorization: Bearer <key>`` and compared in constant time. A reload
+swaps ``app.state.engine`` in one assignment: requests already running keep the engine they
+started with, so they finish on the old index while new ones use the new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel
+
+from index.errors import MedciteError
+from service.engine import reload_engine
+from service.schemas import ErrorResponse
+from service.settings import Settings
+
+LOG = logging.getLogger(__name__)
+
+
+class ReloadResponse(BaseModel):
+    status: Literal["reloaded"]
+    index_version: str
+    previous_version: str | None
+
+
+class IngestStatus(BaseModel):
+    state: Literal["idle", "running", "succeeded", "failed"]
+    started: float | None = None
+    finished: float | None = None
+    message: str | None = None
+    index_version: str | None = None
+
+
+@dataclass
+class _Job:
+    status: IngestStatus
+    thread: threading.Thread | None = None
+
+
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "missing or wrong API key"},
+    403: {"model": ErrorResponse, "description": "admin endpoints are disabled"},
+    409: {"model": ErrorResponse, "description": "the operation could not be done now"},
+}
+
+
+def admin_router(settings: Settings) -> APIRouter:
+    key = settings.admin_api_key.get_secret_value().encode() if settings.admin_api_key else None
+
+    def require_admin(request: Request) -> None:
+        if key is None:
+            raise HTTPException(403, "admin endpoints are disabled: set MEDCITE_ADMIN_API_KEY")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key):
+            raise HTTPException(
+                401, "a valid admin API key is required", {"WWW-Authenticate": "Bearer"}
+            )
+
+    router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+    lock = asyncio.Lock()
+    job = _Job(IngestStatus(state="idle"))
+
+    def swap(app: FastAPI) -> tuple[str, str | None]:
+        current = getattr(app.state, "engine", None)
+        new = reload_engine(settings, current)
+        app.state.engine = new  # one assignment: in-flight requests keep the old engine
+        app.state.error = None
+        previous = current.index.path.name if current is not None else None
+        LOG.info("reloaded index %s (was %s)", new.index.path.name, previous)
+        return new.index.path.name, previous
+
+    @router.post("/reload", response_model=ReloadResponse, responses=ADMIN_ERRORS)
+    async def reload(request: Request) -> ReloadResponse:
+        """Load the index's live version and serve it, without downtime."""
+        async with lock:
+            try:
+                version, previous = await anyio.to_thread.run_sync(swap, request.app)
+            except MedciteError as exc:
+                raise HTTPException(
+                    409, f"reload failed; still serving the old index: {exc}"
+                ) from exc
+        return ReloadResponse(status="reloaded", index_version=version, previous_version=previous)
+
+    def run(app: FastAPI) -> None:
+        from service.cli import run_ingest
+
+        try:
+            if settings.corpus_dir is None:
+                raise MedciteError("no corpus folder is configured (MEDCITE_CORPUS_DIR)")
+            engine = getattr(app.state, "engine", None)
+            run_ingest(
+                [settings.corpus_dir],
+                settings,
+                quiet=True,
+                embedder=engine.embedder if engine is not None else None,
+            )
+            version, _ = swap(app)
+            job.status = job.status.model_copy(
+                update={"state": "succeeded", "index_version": version, "message": None}
+            )
+        except Exception as exc:  # reported through the status endpoint, and logged
+            LOG.exception("admin ingest failed")
+            message = str(exc) if isinstance(exc, MedciteError) else type(exc).__name__
+            job.status = job.status.model_copy(update={"state": "failed", "message": message})
+        finally:
+            job.status = job.status.model_copy(update={"finished": time.time()})
+
+    @router.post("/ingest", response_model=IngestStatus, status_code=202, responses=ADMIN_ERRORS)
+    def ingest(request: Request) -> IngestStatus:
+        """Re-ingest the configured corpus in the background, then reload; poll GET."""
+        if job.status.state == "running":
+            raise HTTPException(409, "an ingest is already running")
+        job.status = IngestStatus(state="running", started=time.time())
+        job.thread = threading.Thread(target=run, args=(request.app,), daemon=True)
+        job.thread.start()
+        return job.status
+
+    @router.get("/ingest", response_model=IngestStatus, responses=ADMIN_ERRORS)
+    def ingest_status() -> IngestStatus:
+        """The last admin ingest: idle, running, succeeded or failed (with the reason)."""
+        return job.status
+
+    return router
