@@ -16,30 +16,16 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
+from common import QUESTIONS, pct, served
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-QUESTIONS = [
-    "why does my back hurt after a miscarriage",
-    "流产后腰疼是什么原因",
-    "back pain in pregnancy",
-    "怀孕三个月腰疼怎么办",
-    "how long does bleeding last after a miscarriage",
-    "流产后腰酸肚子疼",
-    "how to brew chrysanthemum tea",
-    "药物流产后腰疼",
-]
 REPO = Path(__file__).resolve().parent.parent
-
-
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
 
 
 async def client(
@@ -95,7 +81,6 @@ def main() -> None:
     if args.url:
         asyncio.run(run(args.url, args.clients, args.duration))
         return
-    exe = Path(sys.executable).parent / "medcite"
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(
             os.environ,
@@ -103,31 +88,13 @@ def main() -> None:
             MEDCITE_CORPUS_DIR=str(REPO / "corpus"),
             MEDCITE_RATE_LIMIT_PER_MINUTE="0",
         )
-        port = 8765
-        with (Path(tmp) / "server.log").open("w") as log:
-            proc = subprocess.Popen(
-                [str(exe), "serve", "--port", str(port)], env=env, stdout=log, stderr=log
-            )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit((Path(tmp) / "server.log").read_text()[-2000:])
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.5)
+        log = Path(tmp) / "server.log"
+        with served(env, log) as (base, _):
             asyncio.run(run(base, args.clients, args.duration))
             text = httpx.get(f"{base}/metrics").text
-            rejected = [x for x in text.splitlines() if x.startswith("medcite_rejected_total")]
-            print("server counters: " + ("; ".join(rejected) or "no rejections"))
-        finally:
-            proc.terminate()
-            proc.wait()
-            tracebacks = (Path(tmp) / "server.log").read_text().count("Traceback")
-            print(f"tracebacks in the server log: {tracebacks}")
+        rejected = [x for x in text.splitlines() if x.startswith("medcite_rejected_total")]
+        print("server counters: " + ("; ".join(rejected) or "no rejections"))
+        print(f"tracebacks in the server log: {log.read_text().count('Traceback')}")
 
 
 if __name__ == "__main__":

@@ -11,33 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
 from pathlib import Path
+
+from common import QUESTIONS, pct, served
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-QUESTIONS = [
-    "why does my back hurt after a miscarriage",
-    "流产后腰疼是什么原因",
-    "back pain in pregnancy",
-    "怀孕三个月腰疼怎么办",
-    "how long does bleeding last after a miscarriage",
-    "流产后腰酸肚子疼",
-    "is relaxin the cause of joint pain",
-    "how to brew chrysanthemum tea",
-    "药物流产后腰疼",
-    "what to do about lower back pain after an abortion",
-]
-
-
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
 
 
 def main() -> None:
@@ -57,23 +40,18 @@ def main() -> None:
     engine = load_engine(settings)
     queries = QUESTIONS * args.rounds
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).parent / "medcite"
-    env = dict(os.environ, MEDCITE_INDEX_DIR=str(settings.index_dir))
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        t_load = time.perf_counter()
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        t_load = time.perf_counter() - t_load
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        served(
+            # One client sends 110 questions in a few seconds: no per-client rate limit here.
+            dict(
+                os.environ,
+                MEDCITE_INDEX_DIR=str(settings.index_dir),
+                MEDCITE_RATE_LIMIT_PER_MINUTE="0",
+            ),
+            Path(tmp) / "server.log",
+        ) as (base, t_load),
+    ):
         http: list[float] = []
         embed: list[float] = []
         index_only: list[float] = []
@@ -91,9 +69,6 @@ def main() -> None:
                 t0 = time.perf_counter()
                 search(engine.index, engine.embedder, q, settings=engine.settings, query_vector=qv)
                 index_only.append((time.perf_counter() - t0) * 1000)
-    finally:
-        proc.terminate()
-        proc.wait()
     print(f"server start to ready: {t_load:.1f} s; {len(queries)} sequential queries")
     print(f"{'':<28} {'p50 ms':>8} {'p95 ms':>8}")
     for name, values in [

@@ -185,3 +185,65 @@ def build_index(
         embed_seconds=embed_seconds,
         reports=load.reports,
     )
+
+
+def remove_documents(index_dir: Path, doc_ids: set[str], *, hnsw_threshold: int) -> Path:
+    """Publish a new version of ``index_dir`` without ``doc_ids`` (vectors reused, BM25
+    rebuilt with the index's own parameters); raises DocumentNotFound for an unknown id.
+
+    The corpus is not touched: an ingest of a corpus still holding the file adds it back.
+    """
+    from index.errors import DocumentNotFound
+    from index.store import load_index
+
+    with writer_lock(index_dir):
+        current = load_index(index_dir)
+        unknown = sorted(doc_ids - current.documents.keys())
+        if unknown:
+            raise DocumentNotFound(f"no document {unknown[0]!r} in the index")
+        keep = [i for i, c in enumerate(current.chunks) if c.doc_id not in doc_ids]
+        if not keep:
+            raise NothingToIndex("removing these documents would leave the index empty")
+        chunks = [current.chunks[i] for i in keep]
+        documents = [d for d in current.documents.values() if d.doc_id not in doc_ids]
+        used = {d.source for d in documents}
+        lexical = current.manifest["lexical"]
+        bm25 = build_bm25(
+            lexical_corpus(
+                [passage_text(c, current.documents[c.doc_id]) for c in chunks],
+                [current.documents[c.doc_id].title for c in chunks],
+                int(lexical.get("title_boost", 0)),
+            ),
+            k1=float(lexical["k1"]),
+            b=float(lexical["b"]),
+        )
+        by_language: dict[str, int] = {}
+        for c in chunks:
+            by_language[c.language] = by_language.get(c.language, 0) + 1
+        manifest = {
+            **current.manifest,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            # No longer the corpus on disk: an evaluation or ingest will rebuild it.
+            "corpus": {
+                "fingerprint": current.manifest["corpus"]["fingerprint"] + "-removed",
+                "removed": sorted(set(current.manifest["corpus"].get("removed", [])) | doc_ids),
+            },
+            "counts": {
+                **current.manifest["counts"],
+                "documents": len(documents),
+                "chunks": len(chunks),
+                "chunks_by_language": by_language,
+            },
+        }
+        manifest.pop("files", None)
+        return write_version(
+            index_dir,
+            manifest=manifest,
+            sources=[s for s in current.sources.values() if s.source in used],
+            documents=documents,
+            chunks=chunks,
+            vectors=np.asarray(current.vectors)[keep],
+            bm25=bm25,
+            hnsw_threshold=hnsw_threshold,
+            reports=current.reports,
+        )

@@ -41,3 +41,7 @@ class QueryTooLong(InvalidQuery):
 
 class ControlCharacters(InvalidQuery):
     """The query holds control characters (other than tab, newline, carriage return)."""
+
+
+class DocumentNotFound(MedciteError):
+    pass

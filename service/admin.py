@@ -1,4 +1,4 @@
-"""Admin endpoints (reload, ingest): disabled unless MEDCITE_ADMIN_API_KEY is set.
+"""Admin endpoints (reload, ingest, delete): disabled unless MEDCITE_ADMIN_API_KEY is set.
 
 The key is sent as ``Authorization: Bearer <key>`` and compared in constant time. A reload
 swaps ``app.state.engine`` in one assignment: requests already running keep the engine they
@@ -19,7 +19,8 @@ import anyio
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
-from index.errors import MedciteError
+from index.build import remove_documents
+from index.errors import DocumentNotFound, MedciteError
 from service.engine import reload_engine
 from service.schemas import ErrorResponse
 from service.settings import Settings
@@ -90,6 +91,33 @@ def admin_router(settings: Settings) -> APIRouter:
                     409, f"reload failed; still serving the old index: {exc}"
                 ) from exc
         return ReloadResponse(status="reloaded", index_version=version, previous_version=previous)
+
+    class RemovedResponse(BaseModel):
+        status: Literal["removed"]
+        doc_id: str
+        index_version: str
+
+    def remove(app: FastAPI, doc_id: str) -> str:
+        remove_documents(settings.index_dir, {doc_id}, hnsw_threshold=settings.hnsw_threshold)
+        version, _ = swap(app)
+        return version
+
+    @router.delete(
+        "/documents/{doc_id:path}",
+        response_model=RemovedResponse,
+        responses={**ADMIN_ERRORS, 404: {"model": ErrorResponse}},
+    )
+    async def delete_document(request: Request, doc_id: str) -> RemovedResponse:
+        """Publish and serve a new index version without this document (the corpus file is
+        not touched: re-ingesting a corpus that still holds it brings it back)."""
+        async with lock:
+            try:
+                version = await anyio.to_thread.run_sync(remove, request.app, doc_id)
+            except DocumentNotFound as exc:
+                raise HTTPException(404, str(exc)) from exc
+            except MedciteError as exc:
+                raise HTTPException(409, f"not removed: {exc}") from exc
+        return RemovedResponse(status="removed", doc_id=doc_id, index_version=version)
 
     def run(app: FastAPI) -> None:
         from service.cli import run_ingest

@@ -11,6 +11,7 @@ from index.embed import Embedder, load_embedder, set_threads
 from index.expand import default_expander
 from index.search import SearchSettings
 from index.store import LoadedIndex, check_compatible, load_index
+from index.tokenize import lexical_tokens
 from service.settings import Settings
 
 
@@ -31,8 +32,10 @@ def load_engine(settings: Settings) -> Engine:
     )
     index = load_index(settings.index_dir)
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
+    # Load jieba's dictionary and CC-CEDICT now, not on the first request (about 2 s).
+    lexical_tokens("预热")
     if settings.expand:
-        default_expander()  # load the dictionary now, not on the first request
+        default_expander()
     return Engine(index=index, embedder=embedder, settings=settings.search(embedder.name))
 
 

@@ -42,6 +42,7 @@ BUDGET = {
     ("POST", "/admin/reload"): (20, 0),
     ("POST", "/admin/ingest"): (20, 0),
     ("GET", "/admin/ingest"): (20, 0),
+    ("DELETE", "/admin/documents/{doc_id}"): (20, 0),
 }
 MIN_CASES = 1000
 CHECKS = [

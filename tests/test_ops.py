@@ -269,3 +269,31 @@ def test_reload_and_ingest_without_downtime_on_a_real_server(
     assert QUESTION not in log.read_text()
     assert {"query_hmac", "query_chars", "outcome", "ms"} <= searches[0].keys()
     assert any(x["message"] == "request" and x["endpoint"] == "/admin/reload" for x in lines)
+
+
+def test_delete_document_publishes_a_version_without_it(tmp_path: Path) -> None:
+    out = tmp_path / "index"
+    corpus = load([write_corpus(tmp_path / "c")])
+    build_index(corpus, EMB, index_dir=out, settings=BuildSettings(), cache=None)
+    auth = {"Authorization": "Bearer k"}
+    with client(out, admin_api_key="k") as c:
+        assert c.delete("/admin/documents/a.txt").status_code == 401
+        before = c.get("/readyz").json()
+        r = c.delete("/admin/documents/a.txt", headers=auth)
+        assert r.status_code == 200, r.text
+        after = c.get("/readyz").json()
+        assert after["index_version"] == r.json()["index_version"] != before["index_version"]
+        assert after["documents"] == before["documents"] - 1
+        hits = c.post("/search", json={"query": QUESTION, "k": 10}).json()["passages"]
+        assert hits and all(p["doc_id"] != "a.txt" for p in hits)
+        assert c.get("/documents/a.txt").status_code == 404
+        missing = c.delete("/admin/documents/a.txt", headers=auth)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+        last = c.delete("/admin/documents/b.txt", headers=auth)
+        assert last.status_code == 409 and "empty" in last.json()["error"]["message"]
+    reloaded = load_index(out)
+    assert [c.doc_id for c in reloaded.chunks] == ["b.txt"] * len(reloaded.chunks)
+    assert reloaded.vectors.shape[0] == len(reloaded.chunks)
+    for chunk in reloaded.chunks:
+        assert reloaded.sources[chunk.source].text[chunk.start : chunk.end] == chunk.text
+    assert reloaded.manifest["corpus"]["removed"] == ["a.txt"]
