@@ -131,8 +131,28 @@ def run_ingest(
     "--model", default=None, help="Embedding model (default: offline multilingual-e5-small)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the ingest report as JSON.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where passages are embedded: this process, or a Ray cluster (medcite[scale]).",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster address (ray://host:10001 or host:6379); default RAY_ADDRESS, else a "
+    "local Ray started for this run.",
+)
+@click.option("--workers", type=int, default=2, show_default=True, help="Ray embedding actors.")
 def ingest(
-    paths: tuple[Path, ...], index_dir: Path | None, model: str | None, as_json: bool
+    paths: tuple[Path, ...],
+    index_dir: Path | None,
+    model: str | None,
+    as_json: bool,
+    engine: str,
+    address: str | None,
+    workers: int,
 ) -> None:
     """Read articles (.txt .md .html, BEIR corpus.jsonl) and build the index."""
     missing = [str(p) for p in paths if not p.exists()]
@@ -140,7 +160,22 @@ def ingest(
         raise click.BadParameter(f"no such file or directory: {', '.join(missing)}")
     settings = _settings(index_dir=index_dir, model=model)
     with _domain_errors():
-        report = run_ingest(list(paths), settings)
+        embedder = None
+        if engine == "ray":
+            from index.embed import load_embedder
+            from index.ray_embed import RayEmbedder
+
+            embedder = RayEmbedder(
+                load_embedder(settings.model, cache_dir=settings.cache_dir),
+                model=settings.model,
+                cache_dir=settings.cache_dir,
+                address=address,
+                workers=workers,
+                batch_size=settings.embed_batch_size,
+            )
+            # One Ray job per 1,024 uncached passages (the cache is written after each).
+            settings = settings.model_copy(update={"embed_batch_size": 1024})
+        report = run_ingest(list(paths), settings, embedder=embedder)
     rate = report.embedded / report.embed_seconds if report.embedded and report.embed_seconds else 0
     if as_json:
         click.echo(

@@ -1,0 +1,96 @@
+"""Embedding on a Ray cluster: an :class:`Embedder` whose ``embed`` runs Ray Data.
+
+``build_index`` and the embedding cache work unchanged with it: the cache is read and
+written on the driver, so only passages it has not seen go to the cluster, and the same
+index writer publishes the result. On the cluster, ``map_batches`` runs a pool of
+embedding actors (one model load per actor, one CPU each).
+
+Ray is an optional dependency (``pip install 'medcite[scale]'``); it is imported on use.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.embed import Embedder, Kind, load_embedder
+from index.errors import MedciteError
+
+
+class _EmbedActor:
+    """One model load per actor; each batch of texts -> a batch with a ``vector`` column."""
+
+    def __init__(self, model: str, cache_dir: str, kind: str, batch_size: int) -> None:
+        self.embedder = load_embedder(model, cache_dir=Path(cache_dir), batch_size=batch_size)
+        self.kind = kind
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        vectors = self.embedder.embed([str(t) for t in batch["text"]], kind=self.kind)  # type: ignore[arg-type]
+        return {"row": batch["row"], "vector": vectors}
+
+
+class RayEmbedder:
+    """The local model's name and size, with the embedding itself done by Ray actors."""
+
+    def __init__(
+        self,
+        local: Embedder,
+        *,
+        model: str,
+        cache_dir: Path,
+        address: str | None,
+        workers: int,
+        batch_size: int = 32,
+    ) -> None:
+        self.name = local.name
+        self.dim = local.dim
+        self.model = model
+        self.cache_dir = cache_dir
+        self.address = address
+        self.workers = workers
+        self.batch_size = batch_size
+
+    def _connect(self) -> Any:
+        try:
+            import ray
+        except ImportError as exc:
+            raise MedciteError("the Ray engine needs Ray: pip install 'medcite[scale]'") from exc
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
+            except ConnectionError as exc:
+                raise MedciteError(
+                    f"cannot reach the Ray cluster at {self.address}: {exc}"
+                ) from exc
+        return ray
+
+    def embed(self, texts: Sequence[str], *, kind: Kind) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        ray = self._connect()
+        ds = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
+        out = ds.map_batches(
+            _EmbedActor,
+            fn_constructor_kwargs={
+                "model": self.model,
+                "cache_dir": str(self.cache_dir),
+                "kind": kind,
+                "batch_size": self.batch_size,
+            },
+            batch_size=self.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=self.workers),
+            num_cpus=1,
+        ).take_all()
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        seen = np.zeros(len(texts), dtype=bool)
+        for item in out:
+            vectors[int(item["row"])] = item["vector"]
+            seen[int(item["row"])] = True
+        if len(out) != len(texts) or not seen.all():
+            raise MedciteError(f"the Ray job returned {len(out)} vectors for {len(texts)} passages")
+        return vectors

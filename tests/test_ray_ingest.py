@@ -1,0 +1,73 @@
+"""`medcite ingest --engine ray` on a real two-node Ray cluster on this machine.
+
+The cluster is started with ``ray.cluster_utils.Cluster`` (one CPU and a 100 MB object store
+per node, no dashboard). The fake ``hashing-64`` model keeps it fast; the embedding is still
+done by actors on the cluster's nodes, and the index is written by the same writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from support import CORPUS
+
+from index.store import load_index
+from service.cli import main
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'medcite[scale]')")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    from ray.cluster_utils import Cluster
+
+    store = 100 * 1024 * 1024
+    # Nodes bind this host's address (a driver on 127.0.0.1 could not reach a GCS that
+    # advertises the host address here); all traffic stays on this machine.
+    node = {"object_store_memory": store, "num_cpus": 1}
+    c = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    c.add_node(**node)
+    c.wait_for_nodes()
+    try:
+        yield str(c.address)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        c.shutdown()
+
+
+def ingest(args: list[str], env: dict[str, str]) -> dict[str, object]:
+    import json
+
+    result = CliRunner().invoke(main, ["ingest", str(CORPUS), "--json", *args], env=env)
+    assert result.exit_code == 0, result.output
+    report: dict[str, object] = json.loads(result.stdout)
+    return report
+
+
+def test_ray_ingest_equals_local_and_reuses_the_cache(cluster: str, tmp_path: Path) -> None:
+    base = {"MEDCITE_MODEL": "hashing-64", "MEDCITE_CACHE_DIR": str(tmp_path / "cache-ray")}
+    local_env = {
+        "MEDCITE_MODEL": "hashing-64",
+        "MEDCITE_CACHE_DIR": str(tmp_path / "cache-local"),
+        "MEDCITE_INDEX_DIR": str(tmp_path / "local"),
+    }
+    ray_env = {**base, "MEDCITE_INDEX_DIR": str(tmp_path / "ray")}
+    local = ingest([], local_env)
+    first = ingest(["--engine", "ray", "--address", cluster, "--workers", "2"], ray_env)
+    assert first["embedded"] == first["chunks"] == local["chunks"]
+    a, b = load_index(tmp_path / "local"), load_index(tmp_path / "ray")
+    assert [c.chunk_id for c in a.chunks] == [c.chunk_id for c in b.chunks]
+    assert [(c.start, c.end) for c in a.chunks] == [(c.start, c.end) for c in b.chunks]
+    np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-6)
+    assert b.manifest["model"] == a.manifest["model"]
+    # Both nodes took part: the actors ran in more than one node's processes.
+    assert len(ray.nodes()) == 2 and all(n["Alive"] for n in ray.nodes())
+    # Unchanged passages are not sent to the cluster again.
+    again = ingest(["--engine", "ray", "--address", cluster], ray_env)
+    assert again["embedded"] == 0 and again["reused"] == again["chunks"]
