@@ -1,12 +1,13 @@
-"""Hybrid search: dense (FAISS) + BM25 per language partition, fused, gated, de-duplicated.
+"""Hybrid search: dense (FAISS) + BM25 per language partition, gated, fused, de-duplicated.
 
 Cross-lingual by construction: a multilingual dense model ranks same-language passages
 above other-language ones, so one global candidate list would rarely cross languages.
-Candidates are therefore gathered and fused *within* each language partition, each
-partition is admitted only when its best dense score clears the calibrated threshold for
-(query language -> passage language), and the admitted partitions' fused scores (all in
-[0, 1] for convex fusion) are merged. Abstention is the case where no partition is
-admitted.
+Candidates are therefore gathered *per* language partition (top N by dense and by BM25),
+each partition is admitted only when its best dense score clears the calibrated threshold
+for (query language -> passage language), and the admitted partitions' candidates are then
+fused together, so scores stay comparable across languages. Abstention is the case where no
+partition is admitted. An admitted language missing from the top k gets its best passage
+in the last place.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
 from index.build import remove_documents
+from index.embed import set_threads
 from index.errors import DocumentNotFound, MedciteError
 from service.engine import reload_engine
 from service.schemas import ErrorResponse
@@ -70,6 +71,7 @@ def admin_router(settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
     lock = asyncio.Lock()
     job = _Job(IngestStatus(state="idle"))
+    starting = threading.Lock()
 
     def swap(app: FastAPI) -> tuple[str, str | None]:
         current = getattr(app.state, "engine", None)
@@ -126,12 +128,15 @@ def admin_router(settings: Settings) -> APIRouter:
             if settings.corpus_dir is None:
                 raise MedciteError("no corpus folder is configured (MEDCITE_CORPUS_DIR)")
             engine = getattr(app.state, "engine", None)
-            run_ingest(
-                [settings.corpus_dir],
-                settings,
-                quiet=True,
-                embedder=engine.embedder if engine is not None else None,
-            )
+            try:
+                run_ingest(
+                    [settings.corpus_dir],
+                    settings,
+                    quiet=True,
+                    embedder=engine.embedder if engine is not None else None,
+                )
+            finally:
+                set_threads(settings.threads)  # ingest used every core; serving uses these
             version, _ = swap(app)
             job.status = job.status.model_copy(
                 update={"state": "succeeded", "index_version": version, "message": None}
@@ -146,9 +151,10 @@ def admin_router(settings: Settings) -> APIRouter:
     @router.post("/ingest", response_model=IngestStatus, status_code=202, responses=ADMIN_ERRORS)
     def ingest(request: Request) -> IngestStatus:
         """Re-ingest the configured corpus in the background, then reload; poll GET."""
-        if job.status.state == "running":
-            raise HTTPException(409, "an ingest is already running")
-        job.status = IngestStatus(state="running", started=time.time())
+        with starting:
+            if job.status.state == "running":
+                raise HTTPException(409, "an ingest is already running")
+            job.status = IngestStatus(state="running", started=time.time())
         job.thread = threading.Thread(target=run, args=(request.app,), daemon=True)
         job.thread.start()
         return job.status
