@@ -32,7 +32,10 @@ def bundled_corpus() -> Path | None:
 class Settings(BaseSettings):
     """Every setting can come from an environment variable ``MEDCITE_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="MEDCITE_", extra="ignore")
+    # hide_input_in_errors: a rejected value (an API key) is never echoed in the error.
+    model_config = SettingsConfigDict(
+        env_prefix="MEDCITE_", extra="ignore", hide_input_in_errors=True
+    )
 
     index_dir: Path = Field(
         default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "medcite" / "index"
@@ -64,7 +67,8 @@ class Settings(BaseSettings):
     threads: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(64 * 1024, ge=1024)  # larger request bodies get a 413
     # Operations (issue: reliability, safety and security).
-    admin_api_key: SecretStr | None = None  # enables /admin/*; Authorization: Bearer <key>
+    # Enables /admin/*; Authorization: Bearer <key>. At least 16 characters.
+    admin_api_key: SecretStr | None = Field(None, min_length=16)
     cors_origins: list[str] = Field(default_factory=list)  # JSON list; empty: no CORS at all
     rate_limit_per_minute: float = Field(600, ge=0)  # searches per client IP; 0 turns it off
     rate_limit_burst: int = Field(60, ge=1)

@@ -64,7 +64,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "MEDCITE_CORPUS_DIR": str(root / "corpus"),
         "MEDCITE_INDEX_DIR": str(root / "index"),  # empty: serve builds the index first
         "MEDCITE_CACHE_DIR": str(root / "cache"),
-        "MEDCITE_ADMIN_API_KEY": "fuzz-admin-key",
+        "MEDCITE_ADMIN_API_KEY": "fuzz-admin-key-0123456789",
         # Fuzz the handlers, not the limiter (its 429 is tested in test_ops.py).
         "MEDCITE_RATE_LIMIT_PER_MINUTE": "0",
     }

@@ -31,6 +31,7 @@ from service.settings import Settings
 
 EMB = HashingEmbedder(64)
 QUESTION = "back pain after miscarriage"
+KEY = "test-admin-key-0123456789"
 
 
 def write_corpus(root: Path, extra: str = "") -> Path:
@@ -184,12 +185,20 @@ def test_admin_is_disabled_without_a_key_and_needs_the_right_one(index_dir: Path
     with client(index_dir) as c:
         r = c.post("/admin/reload")
         assert r.status_code == 403 and "MEDCITE_ADMIN_API_KEY" in r.json()["error"]["message"]
-    with client(index_dir, admin_api_key="s3cret-key") as c:
+    with client(index_dir, admin_api_key=KEY) as c:
         assert c.post("/admin/reload").status_code == 401
-        wrong = c.post("/admin/reload", headers={"Authorization": "Bearer s3cret-kez"})
+        wrong = c.post("/admin/reload", headers={"Authorization": f"Bearer {KEY[:-1]}x"})
         assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
-        ok = c.post("/admin/reload", headers={"Authorization": "Bearer s3cret-key"})
+        ok = c.post("/admin/reload", headers={"Authorization": f"Bearer {KEY}"})
         assert ok.status_code == 200 and ok.json()["status"] == "reloaded"
+
+
+def test_a_short_admin_key_is_refused_without_echoing_it() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at least 16") as raised:
+        Settings(admin_api_key="hunter2")
+    assert "hunter2" not in str(raised.value)
 
 
 def medcite(*args: str, env: dict[str, str]) -> None:
@@ -207,7 +216,7 @@ def live(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
         "MEDCITE_INDEX_DIR": str(tmp_path / "index"),
         "MEDCITE_CACHE_DIR": str(tmp_path / "cache"),
         "MEDCITE_CORPUS_DIR": str(write_corpus(tmp_path / "corpus")),
-        "MEDCITE_ADMIN_API_KEY": "k",
+        "MEDCITE_ADMIN_API_KEY": KEY,
         "MEDCITE_RATE_LIMIT_PER_MINUTE": "0",
     }
     log = tmp_path / "server.log"
@@ -219,7 +228,7 @@ def test_reload_and_ingest_without_downtime_on_a_real_server(
     live: tuple[str, dict[str, str], Path], tmp_path: Path
 ) -> None:
     base, env, log = live
-    auth = {"Authorization": "Bearer k"}
+    auth = {"Authorization": f"Bearer {KEY}"}
     before = httpx.get(f"{base}/readyz").json()["index_version"]
     statuses: list[int] = []
     stop = threading.Event()
@@ -275,8 +284,8 @@ def test_delete_document_publishes_a_version_without_it(tmp_path: Path) -> None:
     out = tmp_path / "index"
     corpus = load([write_corpus(tmp_path / "c")])
     build_index(corpus, EMB, index_dir=out, settings=BuildSettings(), cache=None)
-    auth = {"Authorization": "Bearer k"}
-    with client(out, admin_api_key="k") as c:
+    auth = {"Authorization": f"Bearer {KEY}"}
+    with client(out, admin_api_key=KEY) as c:
         assert c.delete("/admin/documents/a.txt").status_code == 401
         before = c.get("/readyz").json()
         r = c.delete("/admin/documents/a.txt", headers=auth)
