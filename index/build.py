@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,11 @@ def lexical_corpus(texts: list[str], titles: list[str], title_boost: int) -> lis
     return out
 
 
+def chunks_by_language(chunks: Sequence[Chunk]) -> dict[str, int]:
+    """How many chunks each language has (the manifest's ``chunks_by_language``)."""
+    return dict(Counter(c.language for c in chunks))
+
+
 def build_bm25(tokens: list[list[str]], *, k1: float, b: float) -> Any:
     import bm25s
 
@@ -138,9 +144,6 @@ def build_index(
         k1=settings.bm25_k1,
         b=settings.bm25_b,
     )
-    by_language: dict[str, int] = {}
-    for c in chunks:
-        by_language[c.language] = by_language.get(c.language, 0) + 1
     manifest = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": {"name": embedder.name, "dim": embedder.dim, "normalized": True},
@@ -158,7 +161,7 @@ def build_index(
             "sources": len(load.sources),
             "documents": len(load.documents),
             "chunks": len(chunks),
-            "chunks_by_language": by_language,
+            "chunks_by_language": chunks_by_language(chunks),
         },
     }
     with writer_lock(index_dir):
@@ -217,9 +220,6 @@ def remove_documents(index_dir: Path, doc_ids: set[str], *, hnsw_threshold: int)
             k1=float(lexical["k1"]),
             b=float(lexical["b"]),
         )
-        by_language: dict[str, int] = {}
-        for c in chunks:
-            by_language[c.language] = by_language.get(c.language, 0) + 1
         manifest = {
             **current.manifest,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -232,7 +232,7 @@ def remove_documents(index_dir: Path, doc_ids: set[str], *, hnsw_threshold: int)
                 **current.manifest["counts"],
                 "documents": len(documents),
                 "chunks": len(chunks),
-                "chunks_by_language": by_language,
+                "chunks_by_language": chunks_by_language(chunks),
             },
         }
         manifest.pop("files", None)

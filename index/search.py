@@ -175,7 +175,6 @@ def search(
     language: str | None = None,
     settings: SearchSettings,
     query_vector: np.ndarray | None = None,
-    expander: Expander | None = None,
 ) -> SearchResult:
     """The top ``k`` passages for ``query``, at most ``max_per_doc`` per document and
     no two near-identical; empty (not answerable) when no partition clears its threshold."""
@@ -185,7 +184,7 @@ def search(
     scored, best = _score(
         index,
         qv,
-        query_tokens(text, settings, expander),
+        query_tokens(text, settings),
         qlang,
         language=language,
         settings=settings,
@@ -246,7 +245,6 @@ def rank_documents(
     settings: SearchSettings,
     candidates: int = 300,
     unit: Callable[[str], str] | None = None,
-    expander: Expander | None = None,
 ) -> list[tuple[str, float]]:
     """Document ranking for evaluation: chunk scores grouped by ``doc_id`` (max), no gate.
 
@@ -256,7 +254,7 @@ def rank_documents(
     scored, _ = _score(
         index,
         qv,
-        query_tokens(text, settings, expander),
+        query_tokens(text, settings),
         detect_language(text) if text else "en",
         language=None,
         settings=dataclasses.replace(settings, abstain=False),

@@ -78,8 +78,8 @@ def load(
     reports: list[FileReport] = []
     sources: list[SourceText] = []
     documents: list[Document] = []
+    limits = {"jsonl": max_jsonl_bytes, "other": max_article_bytes}
     for item, problem in _discover([Path(p) for p in paths], root):
-        limits = {"jsonl": max_jsonl_bytes, "other": max_article_bytes}
         result = _read_file(item, limits) if problem is None else _report(item, *problem)
         reports.append(result.report)
         sources.extend(result.sources)

@@ -43,10 +43,15 @@ class IngestStatus(BaseModel):
     index_version: str | None = None
 
 
+class RemovedResponse(BaseModel):
+    status: Literal["removed"]
+    doc_id: str
+    index_version: str
+
+
 @dataclass
 class _Job:
     status: IngestStatus
-    thread: threading.Thread | None = None
 
 
 ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -93,11 +98,6 @@ def admin_router(settings: Settings) -> APIRouter:
                     409, f"reload failed; still serving the old index: {exc}"
                 ) from exc
         return ReloadResponse(status="reloaded", index_version=version, previous_version=previous)
-
-    class RemovedResponse(BaseModel):
-        status: Literal["removed"]
-        doc_id: str
-        index_version: str
 
     def remove(app: FastAPI, doc_id: str) -> str:
         remove_documents(settings.index_dir, {doc_id}, hnsw_threshold=settings.hnsw_threshold)
@@ -155,8 +155,7 @@ def admin_router(settings: Settings) -> APIRouter:
             if job.status.state == "running":
                 raise HTTPException(409, "an ingest is already running")
             job.status = IngestStatus(state="running", started=time.time())
-        job.thread = threading.Thread(target=run, args=(request.app,), daemon=True)
-        job.thread.start()
+        threading.Thread(target=run, args=(request.app,), daemon=True).start()
         return job.status
 
     @router.get("/ingest", response_model=IngestStatus, responses=ADMIN_ERRORS)

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.errors import InvalidQuery, MedciteError
-from index.search import search, validate_query
+from index.search import SearchResult, search, validate_query
 from service import web
 from service.admin import admin_router
 from service.engine import Engine, EngineDep, load_engine
@@ -167,7 +167,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             expose_headers=["X-Request-ID", "Retry-After"],
         )
 
-    def record(result: Any, took_ms: float) -> None:
+    def record(result: SearchResult, took_ms: float) -> None:
         outcome = "answered" if result.answerable else "abstained"
         metrics.searches.labels(outcome).inc()
         search_log.info(
