@@ -190,7 +190,13 @@ def build_index(
     )
 
 
-def remove_documents(index_dir: Path, doc_ids: set[str], *, hnsw_threshold: int) -> Path:
+def remove_documents(
+    index_dir: Path,
+    doc_ids: set[str],
+    *,
+    hnsw_threshold: int,
+    before_publish: Callable[[Path], None] | None = None,
+) -> Path:
     """Publish a new version of ``index_dir`` without ``doc_ids`` (vectors reused, BM25
     rebuilt with the index's own parameters); raises DocumentNotFound for an unknown id.
 
@@ -246,4 +252,5 @@ def remove_documents(index_dir: Path, doc_ids: set[str], *, hnsw_threshold: int)
             bm25=bm25,
             hnsw_threshold=hnsw_threshold,
             reports=current.reports,
+            before_publish=before_publish,
         )

@@ -24,6 +24,7 @@ from index.embed import Embedder
 from index.errors import ControlCharacters, EmptyQuery, QueryTooLong
 from index.expand import Expander, default_expander
 from index.fusion import FusionMethod, fuse
+from index.retrieve import LexicalQuery
 from index.store import LoadedIndex
 from index.tokenize import lexical_tokens
 from ingest.language import detect_language
@@ -82,18 +83,27 @@ def validate_query(query: str) -> str:
     return text
 
 
-def query_tokens(
+def lexical_query(
     text: str, settings: SearchSettings, expander: Expander | None = None
-) -> list[str]:
-    """BM25 tokens of a query, plus its other-language terms when ``settings.expand``."""
+) -> LexicalQuery:
+    """BM25 tokens of a query, plus its other-language terms when ``settings.expand``; and
+    the same as text for a backend that tokenizes on the server."""
     tokens = lexical_tokens(text)
     if not settings.expand:
-        return tokens
+        return LexicalQuery(tokens=tokens, text=text)
     if expander is None:
         expander = default_expander()
     words = lexical_tokens(text, bigrams=False)  # dictionary words, not bigrams
     extra = expander.english_for(words) + expander.chinese_for(text)
-    return tokens + lexical_tokens(" ".join(extra))
+    joined = " ".join(extra)
+    return LexicalQuery(tokens=tokens + lexical_tokens(joined), text=f"{text} {joined}".strip())
+
+
+def query_tokens(
+    text: str, settings: SearchSettings, expander: Expander | None = None
+) -> list[str]:
+    """BM25 tokens of a query, plus its other-language terms when ``settings.expand``."""
+    return list(lexical_query(text, settings, expander).tokens)
 
 
 @dataclass(frozen=True)
@@ -108,34 +118,21 @@ class _Scored:
 def _score(
     index: LoadedIndex,
     qv: np.ndarray,
-    tokens: list[str],
+    query: LexicalQuery,
     qlang: str,
     *,
     language: str | None,
     settings: SearchSettings,
     candidates: int,
 ) -> tuple[_Scored, dict[str, float]]:
-    lexical_all = (
-        np.asarray(index.bm25.get_scores(tokens), dtype=np.float32)
-        if tokens
-        else np.zeros(len(index.chunks), dtype=np.float32)
-    )
-    admitted: list[tuple[np.ndarray, np.ndarray]] = []
+    admitted: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     best: dict[str, float] = {}
-    for lang, part in sorted(index.partitions.items()):
-        if language is not None and lang != language:
+    languages = [lang for lang in sorted(index.partitions) if language in (None, lang)]
+    found = index.retriever.candidates(qv, query, languages, candidates)
+    for lang, cand in sorted(found.items()):
+        rows = cand.rows
+        if rows.size == 0:
             continue
-        n = min(candidates, int(part.rows.size))
-        if n == 0:
-            continue
-        _, ids = part.faiss_index.search(qv[None, :], n)
-        dense_rows = part.rows[ids[0][ids[0] >= 0]]
-        lex_part = lexical_all[part.rows]
-        top = (
-            np.argpartition(-lex_part, n - 1)[:n] if n < lex_part.size else np.arange(lex_part.size)
-        )
-        lex_rows = part.rows[top[lex_part[top] > 0]]
-        rows = np.unique(np.concatenate([dense_rows, lex_rows]))
         dense_part = np.asarray(index.vectors[rows] @ qv, dtype=np.float32)
         best[lang] = float(dense_part.max())
         threshold = settings.thresholds.get(f"{qlang}->{lang}")
@@ -144,7 +141,7 @@ def _score(
         gated = settings.abstain or lang != qlang
         if gated and threshold is not None and best[lang] < threshold:
             continue
-        admitted.append((rows, dense_part))
+        admitted.append((rows, dense_part, cand.lexical))
     if not admitted:
         empty = np.zeros(0, dtype=np.float32)
         return _Scored(np.zeros(0, dtype=np.int64), empty, empty, empty, empty), best
@@ -153,7 +150,7 @@ def _score(
     # places the way a per-partition normalisation (best of each partition = 1) let them.
     rows = np.concatenate([a[0] for a in admitted])
     dense = np.concatenate([a[1] for a in admitted])
-    lexical = lexical_all[rows]
+    lexical = np.concatenate([a[2] for a in admitted])
     fused = fuse(
         dense,
         lexical,
@@ -184,7 +181,7 @@ def search(
     scored, best = _score(
         index,
         qv,
-        query_tokens(text, settings),
+        lexical_query(text, settings),
         qlang,
         language=language,
         settings=settings,
@@ -254,7 +251,7 @@ def rank_documents(
     scored, _ = _score(
         index,
         qv,
-        query_tokens(text, settings),
+        lexical_query(text, settings),
         detect_language(text) if text else "en",
         language=None,
         settings=dataclasses.replace(settings, abstain=False),

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from index.retrieve import Backend, EmbeddedPartition, EmbeddedRetriever, Retriever
 from ingest.types import Chunk, ChunkSettings, Document, FileReport, Segment, SourceText
 
 LOG = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ CURRENT = "CURRENT"
 class Partition:
     language: str
     rows: np.ndarray  # int64 chunk rows
-    faiss_index: Any
+    faiss_index: Any  # None when another backend serves the index
 
 
 @dataclass
@@ -62,8 +63,9 @@ class LoadedIndex:
     chunks: list[Chunk]
     vectors: np.ndarray
     partitions: dict[str, Partition]
-    bm25: Any
+    bm25: Any  # None when another backend serves the index
     reports: list[FileReport]
+    retriever: Retriever  # candidate retrieval: FAISS + bm25s here, or a Milvus collection
 
     @property
     def model_name(self) -> str:
@@ -262,8 +264,12 @@ def check_compatible(
         )
 
 
-def load_index(index_dir: Path) -> LoadedIndex:
-    """Load the live version; raises IndexNotFound, IndexMismatch or IndexCorrupt."""
+def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedIndex:
+    """Load the live version; raises IndexNotFound, IndexMismatch or IndexCorrupt.
+
+    With ``backend`` (Milvus), candidates come from it and the FAISS and BM25 files are not
+    loaded; the chunks, documents and sources that citations point into always come from
+    the version directory."""
     manifest = read_manifest(index_dir)
     version = index_dir / str(current_version(index_dir))
     for rel, size in manifest.get("files", {}).items():
@@ -287,12 +293,14 @@ def load_index(index_dir: Path) -> LoadedIndex:
         chunks = [Chunk(**row) for row in _read_jsonl(version / "chunks.jsonl")]
         vectors = np.load(version / "vectors.npy", mmap_mode="r")
         partitions = {}
+        embedded = backend is None
         for lang in manifest.get("partitions", {}):
             rows = np.load(version / f"rows-{lang}.npy")
-            partitions[lang] = Partition(
-                lang, rows, faiss.read_index(str(version / f"dense-{lang}.faiss"))
+            faiss_index = (
+                faiss.read_index(str(version / f"dense-{lang}.faiss")) if embedded else None
             )
-        bm25 = bm25s.BM25.load(str(version / "bm25"), show_progress=False)
+            partitions[lang] = Partition(lang, rows, faiss_index)
+        bm25 = bm25s.BM25.load(str(version / "bm25"), show_progress=False) if embedded else None
         reports = [FileReport(**r) for r in json.loads((version / "report.json").read_text())]
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexCorrupt(
@@ -304,6 +312,15 @@ def load_index(index_dir: Path) -> LoadedIndex:
             f"the index in {version} is inconsistent ({vectors.shape[0]} vectors for "
             f"{len(chunks)} chunks); rebuild it with `medcite ingest`"
         )
+    retriever: Retriever
+    if backend is None:
+        retriever = EmbeddedRetriever(
+            {lang: EmbeddedPartition(p.rows, p.faiss_index) for lang, p in partitions.items()},
+            bm25,
+            len(chunks),
+        )
+    else:
+        retriever = backend.open(version, {lang: p.rows for lang, p in partitions.items()})
     return LoadedIndex(
         path=version,
         manifest=manifest,
@@ -314,4 +331,5 @@ def load_index(index_dir: Path) -> LoadedIndex:
         partitions=partitions,
         bm25=bm25,
         reports=reports,
+        retriever=retriever,
     )

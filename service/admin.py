@@ -100,7 +100,14 @@ def admin_router(settings: Settings) -> APIRouter:
         return ReloadResponse(status="reloaded", index_version=version, previous_version=previous)
 
     def remove(app: FastAPI, doc_id: str) -> str:
-        remove_documents(settings.index_dir, {doc_id}, hnsw_threshold=settings.hnsw_threshold)
+        engine = getattr(app.state, "engine", None)
+        backend = engine.backend if engine is not None else None
+        remove_documents(
+            settings.index_dir,
+            {doc_id},
+            hnsw_threshold=settings.hnsw_threshold,
+            before_publish=backend.publish if backend is not None else None,
+        )
         version, _ = swap(app)
         return version
 
@@ -134,6 +141,7 @@ def admin_router(settings: Settings) -> APIRouter:
                     settings,
                     quiet=True,
                     embedder=engine.embedder if engine is not None else None,
+                    backend=engine.backend if engine is not None else None,
                 )
             finally:
                 set_threads(settings.threads)  # ingest used every core; serving uses these

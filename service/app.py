@@ -121,6 +121,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 app.state.error = str(exc)
                 LOG.error("not ready: %s", exc)
         yield
+        loaded: Engine | None = app.state.engine
+        if loaded is not None and loaded.backend is not None:
+            loaded.backend.close()  # Milvus Lite: frees the file for the next process
 
     app = FastAPI(
         title="medcite",
@@ -279,6 +282,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             "chunks": counts.get("chunks"),
             "documents": counts.get("documents"),
             "index_version": engine.index.path.name,
+            "backend": engine.index.retriever.name,
         }
 
     @app.get("/metrics", include_in_schema=False)

@@ -20,6 +20,7 @@ from service.settings import Settings
 if TYPE_CHECKING:
     from index.build import BuildReport
     from index.embed import Embedder
+    from index.retrieve import Backend
     from ingest.types import LoadResult
 
 LOG = logging.getLogger(__name__)
@@ -94,8 +95,12 @@ def run_ingest(
     quiet: bool = False,
     loaded: LoadResult | None = None,
     embedder: Embedder | None = None,
+    backend: Backend | None = None,
 ) -> BuildReport:
-    """Load ``paths`` (unless ``loaded`` is given) and build the index in settings.index_dir."""
+    """Load ``paths`` (unless ``loaded`` is given) and build the index in settings.index_dir.
+
+    With the Milvus backend, each new version is also written to Milvus before it goes live
+    (through ``backend`` when given, else one opened from the settings for this run)."""
     from index.build import build_index
     from index.cache import EmbeddingCache
     from index.embed import load_embedder, set_threads
@@ -109,6 +114,10 @@ def run_ingest(
         )
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
     update, close = _progress_bar("embedding")
+    publish_update, publish_close = _progress_bar("milvus insert")
+    own_backend = backend is None
+    if backend is None:
+        backend = settings.backend(progress=None if quiet else publish_update)
     try:
         report = build_index(
             result,
@@ -117,10 +126,14 @@ def run_ingest(
             settings=settings.build(),
             cache=cache,
             progress=None if quiet else update,
+            before_publish=backend.publish if backend is not None else None,
         )
     finally:
         close()
+        publish_close()
         cache.close()
+        if own_backend and backend is not None:
+            backend.close()
     return report
 
 

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 
 from index.embed import Embedder, load_embedder, set_threads
 from index.expand import default_expander
+from index.retrieve import Backend
 from index.search import SearchSettings
 from index.store import LoadedIndex, check_compatible, load_index
 from index.tokenize import lexical_tokens
@@ -22,6 +23,7 @@ class Engine:
     index: LoadedIndex
     embedder: Embedder
     settings: SearchSettings
+    backend: Backend | None = None  # None: the embedded FAISS + BM25 backend
 
 
 def load_engine(settings: Settings) -> Engine:
@@ -30,13 +32,16 @@ def load_engine(settings: Settings) -> Engine:
     embedder = load_embedder(
         settings.model, cache_dir=settings.cache_dir, batch_size=settings.embed_batch_size
     )
-    index = load_index(settings.index_dir)
+    backend = settings.backend()
+    index = load_index(settings.index_dir, backend=backend)
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
     # Load jieba's dictionary and CC-CEDICT now, not on the first request (about 2 s).
     lexical_tokens("预热")
     if settings.expand:
         default_expander()
-    return Engine(index=index, embedder=embedder, settings=settings.search(embedder.name))
+    return Engine(
+        index=index, embedder=embedder, settings=settings.search(embedder.name), backend=backend
+    )
 
 
 def reload_engine(settings: Settings, current: Engine | None) -> Engine:
@@ -46,9 +51,14 @@ def reload_engine(settings: Settings, current: Engine | None) -> Engine:
     """
     if current is None:
         return load_engine(settings)
-    index = load_index(settings.index_dir)
+    index = load_index(settings.index_dir, backend=current.backend)
     check_compatible(index.manifest, model_name=current.embedder.name, dim=current.embedder.dim)
-    return Engine(index=index, embedder=current.embedder, settings=current.settings)
+    return Engine(
+        index=index,
+        embedder=current.embedder,
+        settings=current.settings,
+        backend=current.backend,
+    )
 
 
 def get_engine(request: Request) -> Engine:

@@ -20,9 +20,10 @@ from index.embed import Embedder
 from index.errors import IndexMismatch, IndexNotFound, MedciteError
 from index.fusion import FusionMethod
 from index.search import SearchSettings
-from index.store import LoadedIndex, check_compatible, load_index, read_manifest
+from index.store import LoadedIndex, check_compatible, current_version, load_index, read_manifest
 
 if TYPE_CHECKING:
+    from index.retrieve import Backend
     from service.settings import Settings
 
 LOG = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ def ensure_index(
     *,
     embedder: Embedder,
     progress: bool,
+    backend: Backend | None = None,
 ) -> Path:
     """Reuse the index in ``index_dir`` when it matches corpus, model and settings; else
     build it there with the same code as ``medcite ingest``."""
@@ -174,7 +176,14 @@ def ensure_index(
         LOG.info("building the evaluation index in %s (%s)", index_dir, exc)
         reuse = False
     if not reuse:
-        run_ingest([corpus], settings, quiet=not progress, loaded=loaded, embedder=embedder)
+        run_ingest(
+            [corpus],
+            settings,
+            quiet=not progress,
+            loaded=loaded,
+            embedder=embedder,
+            backend=backend,
+        )
     return index_dir
 
 
@@ -239,12 +248,7 @@ def evaluate(
     progress: bool = False,
     run_file: Path | None = None,
 ) -> dict[str, Any]:
-    import ir_measures
-
-    from index.cache import EmbeddingCache, embed_cached
     from index.embed import load_embedder, set_threads
-    from index.search import rank_documents
-    from ingest.language import detect_language
 
     unknown = [m for m in methods if m.removesuffix("+expand") not in METHODS]
     if unknown:
@@ -268,9 +272,46 @@ def evaluate(
     if not queries:
         raise MedciteError("no query has a relevance judgement: nothing to evaluate")
     embedder = load_embedder(settings.model, cache_dir=settings.cache_dir)
-    index_dir = ensure_index(corpus, settings, index_dir, embedder=embedder, progress=progress)
-    set_threads(settings.threads)
-    index = load_index(index_dir)
+    backend = settings.backend()
+    try:
+        index_dir = ensure_index(
+            corpus, settings, index_dir, embedder=embedder, progress=progress, backend=backend
+        )
+        set_threads(settings.threads)
+        try:
+            index = load_index(index_dir, backend=backend)
+        except IndexNotFound:
+            if backend is None:
+                raise
+            # The files were reused but this Milvus has no collection for them yet.
+            version = current_version(index_dir)
+            backend.publish(index_dir / str(version))
+            index = load_index(index_dir, backend=backend)
+        return _evaluate_loaded(
+            index, embedder, queries, unanswerable, qrels, settings, methods, progress, run_file
+        )
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def _evaluate_loaded(
+    index: LoadedIndex,
+    embedder: Embedder,
+    queries: dict[str, str],
+    unanswerable: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    settings: Settings,
+    methods: Sequence[str],
+    progress: bool,
+    run_file: Path | None,
+) -> dict[str, Any]:
+    import ir_measures
+
+    from index.cache import EmbeddingCache, embed_cached
+    from index.search import rank_documents
+    from ingest.language import detect_language
+
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
     unit = _judged_unit(index, qrels)
     qids = list(queries)
@@ -293,7 +334,7 @@ def evaluate(
         "queries": len(qids),
         "documents": index.manifest["counts"]["documents"],
         "chunks": index.manifest["counts"]["chunks"],
-        "index_dir": str(index_dir),
+        "index_dir": str(index.path.parent),
         "unit": "source" if unit is not None else "document",
         "methods": {},
     }

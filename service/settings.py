@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from index.build import BuildSettings
 from index.search import SearchSettings
 from ingest.types import ChunkSettings
+
+if TYPE_CHECKING:
+    from index.milvus import MilvusBackend
 
 LOG = logging.getLogger(__name__)
 
@@ -64,6 +68,19 @@ class Settings(BaseSettings):
     # JSON object {"en->zh": 0.8, ...}; overrides the calibrated thresholds of the model.
     thresholds: dict[str, float] | None = None
 
+    # Index backend (issue: beyond one machine). "embedded": FAISS + BM25 in this process.
+    # "milvus": candidates from Milvus; milvus_uri is a server (http://host:19530) or a
+    # Milvus Lite file (default: milvus.db in index_dir).
+    index_backend: Literal["embedded", "milvus"] = "embedded"
+    milvus_uri: str | None = None
+    milvus_token: SecretStr | None = None
+    milvus_collection_prefix: str = Field("medcite", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    # BM25 analyzer (JSON) for every chunk; jieba splits Chinese words and English on spaces.
+    milvus_analyzer: dict[str, Any] = Field(default_factory=lambda: {"tokenizer": "jieba"})
+    # Per-language analyzers (JSON), e.g. {"en": {"type": "english"}}: Milvus multi-language
+    # analyzers, a cluster feature that Milvus Lite lacks (see README).
+    milvus_analyzers: dict[str, dict[str, Any]] | None = None
+
     threads: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(64 * 1024, ge=1024)  # larger request bodies get a 413
     # Operations (issue: reliability, safety and security).
@@ -92,6 +109,21 @@ class Settings(BaseSettings):
             bm25_b=self.bm25_b,
             bm25_title_boost=self.bm25_title_boost,
             embed_batch_size=self.embed_batch_size,
+        )
+
+    def backend(self, progress: Callable[[int, int], None] | None = None) -> MilvusBackend | None:
+        """The configured index backend; None for the embedded one (nothing to connect)."""
+        if self.index_backend == "embedded":
+            return None
+        from index.milvus import MilvusBackend
+
+        return MilvusBackend(
+            self.milvus_uri or str(self.index_dir / "milvus.db"),
+            token=self.milvus_token.get_secret_value() if self.milvus_token else None,
+            prefix=self.milvus_collection_prefix,
+            analyzer=self.milvus_analyzer,
+            analyzers=self.milvus_analyzers,
+            progress=progress,
         )
 
     def search(self, model_name: str) -> SearchSettings:

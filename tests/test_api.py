@@ -1,4 +1,9 @@
-"""The API through a real ``medcite serve`` (uvicorn) on loopback, real model, seed corpus."""
+"""The API through a real ``medcite serve`` (uvicorn) on loopback, real model, seed corpus.
+
+This is also the backend contract suite: every test that takes ``server`` runs once against
+the embedded backend (FAISS + BM25 in process) and once against Milvus (Milvus Lite, a
+local file), with the same expectations.
+"""
 
 from __future__ import annotations
 
@@ -27,10 +32,26 @@ OFF_TOPIC = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server(seed_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["embedded", "milvus"])
+def server(
+    request: pytest.FixtureRequest, seed_index_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     env = {"MEDCITE_INDEX_DIR": str(seed_index_dir), "MEDCITE_CACHE_DIR": str(cache_dir())}
-    with serve(env, tmp_path_factory.mktemp("server") / "server.log") as base:
+    tmp = tmp_path_factory.mktemp(f"server-{request.param}")
+    if request.param == "milvus":
+        pytest.importorskip("milvus_lite", reason="the Milvus side needs milvus-lite")
+        from index.milvus import MilvusBackend
+        from index.store import current_version
+
+        uri = str(tmp / "milvus.db")
+        backend = MilvusBackend(uri)
+        try:
+            backend.publish(seed_index_dir / str(current_version(seed_index_dir)))
+        finally:
+            backend.close()  # Milvus Lite: one process per file, and the server is another
+        env |= {"MEDCITE_INDEX_BACKEND": "milvus", "MEDCITE_MILVUS_URI": uri}
+    with serve(env, tmp / "server.log") as base:
+        assert httpx.get(f"{base}/readyz").json()["backend"] == request.param
         yield base
 
 
@@ -51,6 +72,7 @@ def test_health_ready_and_docs(server: str) -> None:
     assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{server}/readyz").json()
     assert ready["status"] == "ready" and ready["model"] == "intfloat/multilingual-e5-small"
+    assert ready["backend"] in {"embedded", "milvus"}
     assert httpx.get(f"{server}/docs").status_code == 200
     assert "/search" in httpx.get(f"{server}/openapi.json").json()["paths"]
 

@@ -1,0 +1,116 @@
+"""Candidate retrieval, the part of search an index backend provides.
+
+A backend answers one question per search: for each language partition, which chunk rows
+are candidates (the top ``n`` by dense similarity and the top ``n`` by BM25), and what BM25
+score each of them has. Everything after that (exact cosines, the per-language gate,
+fusion, de-duplication, citations) is backend-independent and lives in :mod:`index.search`.
+
+Two backends exist: :class:`EmbeddedRetriever` (FAISS + bm25s in this process, the default)
+and :class:`index.milvus.MilvusRetriever` (a Milvus server or Milvus Lite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Candidates:
+    rows: np.ndarray  # int64 chunk rows, unique, of one language partition
+    lexical: np.ndarray  # float32 BM25 score of each row; 0 where it did not match
+
+
+@dataclass(frozen=True)
+class LexicalQuery:
+    """The lexical side of a query: our own BM25 tokens (embedded backend) and the text a
+    server-side analyzer tokenizes (Milvus): the question plus its expansion terms."""
+
+    tokens: Sequence[str]
+    text: str
+
+
+class Retriever(Protocol):
+    name: str
+
+    def candidates(
+        self, qv: np.ndarray, query: LexicalQuery, languages: Sequence[str], n: int
+    ) -> dict[str, Candidates]:
+        """Candidates of each partition in ``languages`` (missing when it has none)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """An index backend other than the embedded one: it receives each finished version
+    before it goes live, and serves candidate retrieval for a loaded version."""
+
+    name: str
+
+    def publish(self, version_dir: Path) -> None:
+        """Copy the finished (not yet live) version into the backend; raises MedciteError."""
+        ...
+
+    def open(self, version_dir: Path, rows_by_language: Mapping[str, np.ndarray]) -> Retriever:
+        """The retriever for a published version; raises IndexNotFound when it is missing."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EmbeddedPartition:
+    rows: np.ndarray  # int64 chunk rows of this language
+    faiss_index: Any
+
+
+class EmbeddedRetriever:
+    """FAISS inner-product search per language partition plus one bm25s index over all
+    chunks, both held in this process."""
+
+    name = "embedded"
+
+    def __init__(
+        self, partitions: Mapping[str, EmbeddedPartition], bm25: Any, n_chunks: int
+    ) -> None:
+        self.partitions = partitions
+        self.bm25 = bm25
+        self.n_chunks = n_chunks
+
+    def candidates(
+        self, qv: np.ndarray, query: LexicalQuery, languages: Sequence[str], n: int
+    ) -> dict[str, Candidates]:
+        tokens = list(query.tokens)
+        lexical_all = (
+            np.asarray(self.bm25.get_scores(tokens), dtype=np.float32)
+            if tokens
+            else np.zeros(self.n_chunks, dtype=np.float32)
+        )
+        out: dict[str, Candidates] = {}
+        for lang in languages:
+            part = self.partitions.get(lang)
+            if part is None:
+                continue
+            m = min(n, int(part.rows.size))
+            if m == 0:
+                continue
+            _, ids = part.faiss_index.search(qv[None, :], m)
+            dense_rows = part.rows[ids[0][ids[0] >= 0]]
+            lex_part = lexical_all[part.rows]
+            top = (
+                np.argpartition(-lex_part, m - 1)[:m]
+                if m < lex_part.size
+                else np.arange(lex_part.size)
+            )
+            lex_rows = part.rows[top[lex_part[top] > 0]]
+            rows = np.unique(np.concatenate([dense_rows, lex_rows]))
+            out[lang] = Candidates(rows=rows, lexical=lexical_all[rows])
+        return out
+
+    def close(self) -> None:
+        pass
