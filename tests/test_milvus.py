@@ -254,3 +254,47 @@ def test_per_language_analyzers_stem_english(tmp_path: Path) -> None:
         assert found["en"].lexical.max() > 0
     finally:
         backend.close()
+
+
+def test_admin_ingest_reload_and_delete_publish_to_milvus(tmp_path: Path) -> None:
+    """The admin endpoints on a Milvus-backed app (Milvus Lite held by this process)."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Back pain\n\nBack pain after a miscarriage.\n", "utf-8")
+    (corpus / "b.txt").write_text("Teeth\n\nBrush your teeth twice a day.\n", "utf-8")
+    key = "milvus-admin-key-0123456789"
+    settings = Settings(
+        index_dir=tmp_path / "idx",
+        cache_dir=tmp_path / "cache",
+        corpus_dir=corpus,
+        model="hashing-32",
+        thresholds={},
+        index_backend="milvus",
+        admin_api_key=key,
+    )
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/readyz").status_code == 503  # no index yet
+        assert c.post("/admin/ingest", headers=auth).status_code == 202
+        deadline = time.monotonic() + 60
+        while (state := c.get("/admin/ingest", headers=auth).json())["state"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert state["state"] == "succeeded", state
+        ready = c.get("/readyz").json()
+        assert ready["backend"] == "milvus" and ready["documents"] == 2
+        found = c.post("/search", json={"query": "back pain", "k": 5}).json()
+        doc_id = next(p["doc_id"] for p in found["passages"] if p["source"] == "a.txt")
+        removed = c.delete(f"/admin/documents/{doc_id}", headers=auth)
+        assert removed.status_code == 200, removed.text
+        after = c.post("/search", json={"query": "back pain", "k": 5}).json()
+        assert doc_id not in {p["doc_id"] for p in after["passages"]}
+        assert c.get("/readyz").json()["documents"] == 1
+        assert c.post("/admin/reload", headers=auth).status_code == 200
