@@ -100,15 +100,17 @@ def build_index(
     cache: EmbeddingCache | None,
     progress: Callable[[int, int], None] | None = None,
     before_publish: Callable[[Path], None] | None = None,
+    chunker: Callable[[LoadResult, ChunkSettings], list[Chunk]] | None = None,
 ) -> BuildReport:
     """Chunk, embed and index ``load`` into a new live version of ``index_dir``.
 
-    ``progress(done, total)`` is called as passages are embedded.
+    ``progress(done, total)`` is called as passages are embedded; ``chunker`` replaces
+    :func:`ingest.chunk_documents` (the Ray engine chunks on its cluster).
     """
     from ingest import chunk_documents
 
     started = time.perf_counter()
-    chunks = chunk_documents(load, settings.chunking)
+    chunks = (chunker or chunk_documents)(load, settings.chunking)
     if not chunks:
         failed = [
             f"{r.path}: {r.status} ({r.reason})" for r in load.reports if r.status != "ingested"

@@ -1,9 +1,12 @@
-"""Embedding on a Ray cluster: an :class:`Embedder` whose ``embed`` runs Ray Data.
+"""Chunking and embedding on a Ray cluster: an :class:`Embedder` whose ``embed`` runs Ray
+Data, and a ``chunk_documents`` that cuts documents in Ray tasks.
 
 ``build_index`` and the embedding cache work unchanged with it: the cache is read and
 written on the driver, so only passages it has not seen go to the cluster, and the same
 index writer publishes the result. On the cluster, ``map_batches`` runs a pool of
-embedding actors (one model load per actor, one CPU each).
+embedding actors (one model load per actor, one CPU each). Chunking (sentence splitting,
+jieba) runs as one Ray task per 512 documents; reading and cleaning stay on the driver,
+which measured 5,000+ documents/s here.
 
 Ray is an optional dependency (``pip install 'medcite[scale]'``); it is imported on use.
 """
@@ -19,6 +22,20 @@ import numpy as np
 
 from index.embed import Embedder, Kind, load_embedder
 from index.errors import MedciteError
+from ingest.types import Chunk, ChunkSettings, Document, LoadResult, SourceText
+
+CHUNK_BATCH = 512  # documents per chunking task
+
+
+def _chunk_batch(
+    docs: list[Document], sources: list[SourceText], settings: ChunkSettings
+) -> list[Chunk]:
+    from ingest import chunk_document
+
+    out: list[Chunk] = []
+    for doc, source in zip(docs, sources, strict=True):
+        out.extend(chunk_document(doc, source, settings))
+    return out
 
 
 class _EmbedActor:
@@ -67,6 +84,26 @@ class RayEmbedder:
                     f"cannot reach the Ray cluster at {self.address}: {exc}"
                 ) from exc
         return ray
+
+    def chunk_documents(self, result: LoadResult, settings: ChunkSettings) -> list[Chunk]:
+        """The same chunks as :func:`ingest.chunk_documents`, in the same order, cut by Ray
+        tasks of ``CHUNK_BATCH`` documents (a task lost with its node is retried)."""
+        ray = self._connect()
+        sources = {s.source: s for s in result.sources}
+        task = ray.remote(num_cpus=1, max_retries=3)(_chunk_batch)
+        docs = list(result.documents)
+        pending = [
+            task.remote(
+                docs[i : i + CHUNK_BATCH],
+                [sources[d.source] for d in docs[i : i + CHUNK_BATCH]],
+                settings,
+            )
+            for i in range(0, len(docs), CHUNK_BATCH)
+        ]
+        chunks: list[Chunk] = []
+        for batch in ray.get(pending):
+            chunks.extend(batch)
+        return chunks
 
     def embed(self, texts: Sequence[str], *, kind: Kind) -> np.ndarray:
         if not texts:

@@ -2,7 +2,8 @@
 
 Cross-lingual by construction: a multilingual dense model ranks same-language passages
 above other-language ones, so one global candidate list would rarely cross languages.
-Candidates are therefore gathered *per* language partition (top N by dense and by BM25),
+Candidates are therefore gathered *per* language partition (top N by dense and by BM25,
+from the index's backend: FAISS + bm25s in process, or Milvus; see :mod:`index.retrieve`),
 each partition is admitted only when its best dense score clears the calibrated threshold
 for (query language -> passage language), and the admitted partitions' candidates are then
 fused together, so scores stay comparable across languages. Abstention is the case where no

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from index.build import BuildReport
     from index.embed import Embedder
     from index.retrieve import Backend
-    from ingest.types import LoadResult
+    from ingest.types import Chunk, ChunkSettings, LoadResult
 
 LOG = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ def run_ingest(
     loaded: LoadResult | None = None,
     embedder: Embedder | None = None,
     backend: Backend | None = None,
+    chunker: Callable[[LoadResult, ChunkSettings], list[Chunk]] | None = None,
 ) -> BuildReport:
     """Load ``paths`` (unless ``loaded`` is given) and build the index in settings.index_dir.
 
@@ -127,6 +128,7 @@ def run_ingest(
             cache=cache,
             progress=None if quiet else update,
             before_publish=backend.publish if backend is not None else None,
+            chunker=chunker,
         )
     finally:
         close()
@@ -174,6 +176,7 @@ def ingest(
     settings = _settings(index_dir=index_dir, model=model)
     with _domain_errors():
         embedder = None
+        chunker = None
         if engine == "ray":
             from index.embed import load_embedder
             from index.ray_embed import RayEmbedder
@@ -186,9 +189,10 @@ def ingest(
                 workers=workers,
                 batch_size=settings.embed_batch_size,
             )
+            chunker = embedder.chunk_documents
             # One Ray job per 1,024 uncached passages (the cache is written after each).
             settings = settings.model_copy(update={"embed_batch_size": 1024})
-        report = run_ingest(list(paths), settings, embedder=embedder)
+        report = run_ingest(list(paths), settings, embedder=embedder, chunker=chunker)
     rate = report.embedded / report.embed_seconds if report.embedded and report.embed_seconds else 0
     if as_json:
         click.echo(

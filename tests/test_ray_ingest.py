@@ -7,6 +7,7 @@ done by actors on the cluster's nodes, and the index is written by the same writ
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,8 +43,6 @@ def cluster() -> Iterator[str]:
 
 
 def ingest(args: list[str], env: dict[str, str]) -> dict[str, object]:
-    import json
-
     result = CliRunner().invoke(main, ["ingest", str(CORPUS), "--json", *args], env=env)
     assert result.exit_code == 0, result.output
     report: dict[str, object] = json.loads(result.stdout)
@@ -71,3 +70,23 @@ def test_ray_ingest_equals_local_and_reuses_the_cache(cluster: str, tmp_path: Pa
     # Unchanged passages are not sent to the cluster again.
     again = ingest(["--engine", "ray", "--address", cluster], ray_env)
     assert again["embedded"] == 0 and again["reused"] == again["chunks"]
+
+
+def test_chunking_on_ray_equals_local_chunking(cluster: str, tmp_path: Path) -> None:
+    from index.embed import HashingEmbedder
+    from index.ray_embed import CHUNK_BATCH, RayEmbedder
+    from ingest import ChunkSettings, chunk_documents, load
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    records = [
+        {"id": f"d{i}", "title": f"t{i}", "text": f"流产后腰疼的第{i}个原因。注意休息。" * 30}
+        for i in range(CHUNK_BATCH + 7)  # two tasks, the second partly full
+    ]
+    (corpus / "c.jsonl").write_text("\n".join(json.dumps(r) for r in records), "utf-8")
+    loaded = load([CORPUS, corpus])
+    settings = ChunkSettings(max_tokens=64, overlap_sentences=1)
+    ray_embedder = RayEmbedder(
+        HashingEmbedder(64), model="hashing-64", cache_dir=tmp_path, address=cluster, workers=2
+    )
+    assert ray_embedder.chunk_documents(loaded, settings) == chunk_documents(loaded, settings)
