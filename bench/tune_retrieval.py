@@ -115,6 +115,7 @@ class Bench:
         self.vectors = np.asarray(self.index.vectors, dtype=np.float32)
         self.dense = self.qvecs @ self.vectors.T  # queries x chunks
         self._lex: dict[tuple[object, ...], np.ndarray] = {}
+        self._bm25: dict[tuple[object, ...], tuple[object, list[list[str]]]] = {}
 
     def lexical(
         self,
@@ -131,6 +132,7 @@ class Bench:
                 for t, title in zip(self.texts, self.titles, strict=True)
             ]
             bm25 = build_bm25(corpus, k1=k1, b=b)
+            self._bm25[key] = (bm25, corpus)
             self._lex[key] = np.stack(
                 [
                     np.asarray(bm25.get_scores(tok(self.queries[q])), dtype=np.float32)
@@ -150,9 +152,15 @@ class Bench:
         prf: tuple[int, float] | None = None,
         norm: str = "minmax",
         ref_n: int = 100,
+        rm3: tuple[int, int] | None = None,
+        fprf: tuple[int, float] | None = None,
         **lex: object,
     ) -> dict[str, dict[str, float]]:
         lexical_all = self.lexical(**lex)  # type: ignore[arg-type]
+        if rm3 is not None or fprf is not None:
+            # Second pass: feedback from the first pass's fused top chunks.
+            first = self.run(method=method, weight=weight, candidates=candidates, **lex)
+            return self._feedback(first, rm3, fprf, weight, candidates, lex)
         dense_all = self.dense
         if prf is not None:
             m, beta = prf
@@ -205,6 +213,69 @@ class Bench:
             run[q] = {doc: float(len(top) - r) for r, (doc, _) in enumerate(top)}
         return run
 
+    def _feedback(
+        self,
+        first: dict[str, dict[str, float]],
+        rm3: tuple[int, int] | None,
+        fprf: tuple[int, float] | None,
+        weight: float,
+        candidates: int,
+        lex: dict[str, object],
+    ) -> dict[str, dict[str, float]]:
+        """RM3-style BM25 expansion and/or a dense Rocchio step from the top documents of
+        the first fused ranking, then one more convex fusion."""
+        import math
+        from collections import Counter
+
+        key = (
+            lex.get("tokenizer_name", "jieba"),
+            lex.get("k1", 0.9),
+            lex.get("b", 0.4),
+            lex.get("title_repeat", 0),
+        )
+        bm25, corpus = self._bm25[key]
+        tok = tokenizer(str(key[0]))
+        n_docs = len(corpus)
+        df: Counter[str] = Counter()
+        if rm3 is not None:
+            for toks in corpus:
+                df.update(set(toks))
+        rows_of: dict[str, list[int]] = {}
+        for r, d in enumerate(self.doc_of.tolist()):
+            rows_of.setdefault(d, []).append(r)
+        run: dict[str, dict[str, float]] = {}
+        for i, q in enumerate(self.qids):
+            top_docs = list(first[q])[: (rm3 or fprf or (0,))[0]]  # type: ignore[index]
+            fb_rows = [r for d in top_docs for r in rows_of[d][:1]]
+            d_all = self.dense[i]
+            if fprf is not None:
+                qv = self.qvecs[i] + fprf[1] * self.vectors[fb_rows].mean(axis=0)
+                qv = qv / np.linalg.norm(qv)
+                d_all = self.vectors @ qv
+            l_all = self._lex[key][i]
+            if rm3 is not None:
+                q_tokens = tok(self.queries[q])
+                weights: Counter[str] = Counter()
+                for r in fb_rows:
+                    toks = corpus[r]
+                    for t, c in Counter(toks).items():
+                        if t not in q_tokens:
+                            weights[t] += c / len(toks) * math.log(n_docs / (1 + df[t]))
+                extra = [t for t, _ in weights.most_common(rm3[1])]
+                l_all = np.asarray(bm25.get_scores(q_tokens + extra), dtype=np.float32)  # type: ignore[attr-defined]
+            n = min(candidates, d_all.size)
+            dr = np.argpartition(-d_all, n - 1)[:n]
+            lr = np.argpartition(-l_all, n - 1)[:n]
+            rows = np.unique(np.concatenate([dr, lr[l_all[lr] > 0]]))
+            f = weight * minmax(d_all[rows]) + (1 - weight) * minmax(l_all[rows])
+            order = np.argsort(-f, kind="stable")
+            best: dict[str, float] = {}
+            for r, sc in zip(rows[order].tolist(), f[order].tolist(), strict=True):
+                best.setdefault(self.doc_of[r], float(sc))
+            top = list(best)[:100]
+            run[q] = {doc: float(len(top) - k) for k, doc in enumerate(top)}
+        return run
+
     def score(self, **kw: object) -> dict[str, float]:
         return metrics(self.qrels, self.run(**kw))  # type: ignore[arg-type]
 
@@ -225,6 +296,15 @@ GRID: list[dict[str, object]] = [
     {"method": "convex", "weight": 0.8, "second": 0.3},
     {"method": "dense", "prf": (3, 0.5)},
     {"method": "convex", "weight": 0.8, "prf": (3, 0.5)},
+    {"method": "convex", "weight": 0.8, "title_repeat": 3},
+    *(
+        {"method": "convex", "weight": 0.8, "title_repeat": 3, "rm3": (m, t)}
+        for m, t in ((3, 10), (5, 20))
+    ),
+    *(
+        {"method": "convex", "weight": 0.8, "title_repeat": 3, "fprf": (m, beta)}
+        for m, beta in ((3, 0.3), (5, 0.5))
+    ),
 ]
 
 
