@@ -45,3 +45,7 @@ class ControlCharacters(InvalidQuery):
 
 class DocumentNotFound(MedciteError):
     pass
+
+
+class BackendUnavailable(MedciteError):
+    """The index backend (a Milvus server) could not be reached or refused an operation."""

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from index.errors import IndexNotFound, MedciteError
+from index.errors import BackendUnavailable, IndexNotFound, MedciteError
 from index.retrieve import Candidates, LexicalQuery
 
 LOG = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ DEFAULT_ANALYZER: Mapping[str, Any] = {"tokenizer": "jieba"}
 _MAX_TEXT_CHARS = 20_000
 
 
-class MilvusUnavailable(MedciteError):
+class MilvusUnavailable(BackendUnavailable):
     """Milvus could not be reached or refused an operation."""
 
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from index.errors import InvalidQuery, MedciteError
+from index.errors import BackendUnavailable, InvalidQuery, MedciteError
 from index.search import SearchResult, search, validate_query
 from service import web
 from service.admin import admin_router
@@ -212,6 +212,16 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @app.exception_handler(InvalidQuery)
     async def invalid_query(request: Request, exc: InvalidQuery) -> JSONResponse:
         return _error(422, "invalid_query", str(exc))
+
+    @app.exception_handler(BackendUnavailable)
+    async def backend_unavailable(request: Request, exc: BackendUnavailable) -> JSONResponse:
+        LOG.error("index backend unavailable on %s: %s", request.url.path, exc)
+        return _error(
+            503,
+            "backend_unavailable",
+            "the index backend is unavailable; try again later",
+            {"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -298,3 +298,22 @@ def test_admin_ingest_reload_and_delete_publish_to_milvus(tmp_path: Path) -> Non
         assert doc_id not in {p["doc_id"] for p in after["passages"]}
         assert c.get("/readyz").json()["documents"] == 1
         assert c.post("/admin/reload", headers=auth).status_code == 200
+
+
+def test_a_failing_milvus_is_a_503_with_retry_after(tmp_path: Path, backend: MilvusBackend) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.engine import Engine
+    from service.settings import Settings
+
+    build(CORPUS, tmp_path / "idx", backend)
+    settings = Settings(index_dir=tmp_path / "idx", model="hashing-32", thresholds={})
+    index = load_index(tmp_path / "idx", backend=backend)
+    engine = Engine(index, HashingEmbedder(32), settings.search("hashing-32"), backend=None)
+    with TestClient(create_app(settings, engine=engine)) as c:
+        assert c.post("/search", json={"query": "back pain"}).status_code == 200
+        index.retriever.collection = "medcite_v_gone"  # type: ignore[attr-defined]
+        r = c.post("/search", json={"query": "back pain"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert r.json()["error"]["code"] == "backend_unavailable"
