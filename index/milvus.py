@@ -50,6 +50,14 @@ def collection_name(prefix: str, version_dir: Path) -> str:
     return f"{prefix}_{version_dir.name}".replace("-", "_")
 
 
+_OWNER_KEY = "medcite.index"
+
+
+def _owner(index_dir: Path) -> str:
+    """The collection property value that marks which index folder published it."""
+    return f"medcite index {index_dir.resolve()}"
+
+
 def _is_lite(uri: str) -> bool:
     return not uri.startswith(("http://", "https://", "tcp://", "unix:"))
 
@@ -123,7 +131,7 @@ class MilvusBackend:
 
     # -- writing -----------------------------------------------------------------------
 
-    def _create(self, name: str, dim: int, k1: float, b: float) -> None:
+    def _create(self, name: str, owner: str, dim: int, k1: float, b: float) -> None:
         from pymilvus import DataType, Function, FunctionType
 
         client = self.client()
@@ -168,7 +176,9 @@ class MilvusBackend:
             metric_type="BM25",
             params={"bm25_k1": k1, "bm25_b": b},
         )
-        client.create_collection(name, schema=schema, index_params=params)
+        client.create_collection(
+            name, schema=schema, index_params=params, properties={_OWNER_KEY: owner}
+        )
 
     def publish(self, version_dir: Path) -> None:
         """Fill the version's collection from its files; drop collections of gone versions."""
@@ -195,7 +205,13 @@ class MilvusBackend:
         try:
             if client.has_collection(name):  # left by a crashed attempt at this version
                 client.drop_collection(name)
-            self._create(name, int(manifest["model"]["dim"]), lexical["k1"], lexical["b"])
+            self._create(
+                name,
+                _owner(version_dir.parent),
+                int(manifest["model"]["dim"]),
+                lexical["k1"],
+                lexical["b"],
+            )
             for start in range(0, len(chunks), self.insert_batch):
                 batch = chunks[start : start + self.insert_batch]
                 rows = []
@@ -227,21 +243,31 @@ class MilvusBackend:
             raise MilvusUnavailable(
                 f"collection {name} holds {count} rows after the insert, expected {len(chunks)}"
             )
-        self._drop_stale(version_dir.parent, keep=name)
         LOG.info("published %d chunks to Milvus collection %s", count, name)
+        try:
+            self._drop_stale(version_dir.parent, keep=name)
+        except Exception as exc:  # the new version is complete; a leftover is only space
+            LOG.warning("could not drop old Milvus collections: %s", exc)
 
     def _drop_stale(self, index_dir: Path, keep: str) -> None:
-        """Drop this prefix's collections whose version directory is gone."""
+        """Drop collections of this index folder whose version directory is gone.
+
+        Only collections this folder published (a collection property names it) are candidates,
+        so indexes of other folders sharing the Milvus and the prefix are never touched."""
         client = self.client()
+        owner = _owner(index_dir)
         on_disk = {
             collection_name(self.prefix, p)
             for p in index_dir.iterdir()
             if p.is_dir() and p.name.startswith("v-")
         }
         for name in client.list_collections():
-            if name.startswith(f"{self.prefix}_v_") and name != keep and name not in on_disk:
-                client.drop_collection(name)
-                LOG.info("dropped Milvus collection %s (its version is gone)", name)
+            if not name.startswith(f"{self.prefix}_v_") or name == keep or name in on_disk:
+                continue
+            if client.describe_collection(name).get("properties", {}).get(_OWNER_KEY) != owner:
+                continue
+            client.drop_collection(name)
+            LOG.info("dropped Milvus collection %s (its version is gone)", name)
 
     # -- reading -----------------------------------------------------------------------
 

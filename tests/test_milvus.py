@@ -107,6 +107,19 @@ def test_each_version_has_its_collection_and_gone_versions_are_dropped(
     assert sorted(rows["en"].rows.tolist()) == [0, 1, 2, 3, 4]
 
 
+def test_another_index_folder_sharing_the_milvus_keeps_its_collections(
+    tmp_path: Path, backend: MilvusBackend
+) -> None:
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Back pain\n\nBack pain is common in pregnancy.\n", "utf-8")
+    other = build(corpus, tmp_path / "other", backend)
+    for _ in range(3):
+        build(corpus, tmp_path / "idx", backend)
+    assert collection_name("medcite", other) in backend.client().list_collections()
+    assert len(load_index(tmp_path / "other", backend=backend).chunks) == 1
+
+
 def test_a_crash_after_the_milvus_write_keeps_the_old_pair_live(
     tmp_path: Path, backend: MilvusBackend
 ) -> None:
