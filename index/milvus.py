@@ -183,20 +183,11 @@ class MilvusBackend:
     def publish(self, version_dir: Path) -> None:
         """Fill the version's collection from its files; drop collections of gone versions."""
         from index.build import passage_text
-        from ingest.types import Chunk, Document, Segment
+        from index.store import read_chunks, read_documents
 
         manifest = json.loads((version_dir / "manifest.json").read_text("utf-8"))
-        documents: dict[str, Document] = {}
-        for line in (version_dir / "documents.jsonl").read_text("utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                row["segments"] = tuple(Segment(**s) for s in row["segments"])
-                documents[row["doc_id"]] = Document(**row)
-        chunks = [
-            Chunk(**json.loads(line))
-            for line in (version_dir / "chunks.jsonl").read_text("utf-8").splitlines()
-            if line.strip()
-        ]
+        documents = read_documents(version_dir)
+        chunks = read_chunks(version_dir)
         vectors = np.load(version_dir / "vectors.npy", mmap_mode="r")
         lexical = manifest["lexical"]
         boost = int(lexical.get("title_boost", 0))

@@ -84,6 +84,20 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def read_documents(version: Path) -> dict[str, Document]:
+    """A version directory's documents by id."""
+    documents = {}
+    for row in _read_jsonl(version / "documents.jsonl"):
+        row["segments"] = tuple(Segment(**s) for s in row["segments"])
+        documents[row["doc_id"]] = Document(**row)
+    return documents
+
+
+def read_chunks(version: Path) -> list[Chunk]:
+    """A version directory's chunks, in row order (aligned with vectors.npy)."""
+    return [Chunk(**row) for row in _read_jsonl(version / "chunks.jsonl")]
+
+
 def _fsync_tree(root: Path) -> None:
     for path in sorted(root.rglob("*")):
         if path.is_file():
@@ -286,11 +300,8 @@ def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedInde
         sources = {
             row["source"]: SourceText(**row) for row in _read_jsonl(version / "sources.jsonl")
         }
-        documents = {}
-        for row in _read_jsonl(version / "documents.jsonl"):
-            row["segments"] = tuple(Segment(**s) for s in row["segments"])
-            documents[row["doc_id"]] = Document(**row)
-        chunks = [Chunk(**row) for row in _read_jsonl(version / "chunks.jsonl")]
+        documents = read_documents(version)
+        chunks = read_chunks(version)
         vectors = np.load(version / "vectors.npy", mmap_mode="r")
         partitions = {}
         embedded = backend is None

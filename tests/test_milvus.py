@@ -51,6 +51,12 @@ def build(corpus: Path, index_dir: Path, backend: MilvusBackend | None) -> Path:
     ).path
 
 
+def one_article(corpus: Path) -> Path:
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Back pain\n\nBack pain is common in pregnancy.\n", "utf-8")
+    return corpus
+
+
 def test_dense_candidates_equal_faiss_exact_search(tmp_path: Path, backend: MilvusBackend) -> None:
     build(CORPUS, tmp_path / "idx", backend)
     embedded = load_index(tmp_path / "idx")
@@ -86,9 +92,7 @@ def test_bm25_finds_the_same_document_as_the_embedded_index(
 def test_each_version_has_its_collection_and_gone_versions_are_dropped(
     tmp_path: Path, backend: MilvusBackend
 ) -> None:
-    corpus = tmp_path / "c"
-    corpus.mkdir()
-    (corpus / "a.txt").write_text("Back pain\n\nBack pain is common in pregnancy.\n", "utf-8")
+    corpus = one_article(tmp_path / "c")
     versions = []
     for i in range(4):
         (corpus / f"n{i}.txt").write_text(f"Note {i}\n\nHeadache number {i} after birth.\n")
@@ -110,9 +114,7 @@ def test_each_version_has_its_collection_and_gone_versions_are_dropped(
 def test_another_index_folder_sharing_the_milvus_keeps_its_collections(
     tmp_path: Path, backend: MilvusBackend
 ) -> None:
-    corpus = tmp_path / "c"
-    corpus.mkdir()
-    (corpus / "a.txt").write_text("Back pain\n\nBack pain is common in pregnancy.\n", "utf-8")
+    corpus = one_article(tmp_path / "c")
     other = build(corpus, tmp_path / "other", backend)
     for _ in range(3):
         build(corpus, tmp_path / "idx", backend)
@@ -123,9 +125,7 @@ def test_another_index_folder_sharing_the_milvus_keeps_its_collections(
 def test_a_crash_after_the_milvus_write_keeps_the_old_pair_live(
     tmp_path: Path, backend: MilvusBackend
 ) -> None:
-    corpus = tmp_path / "c"
-    corpus.mkdir()
-    (corpus / "a.txt").write_text("Back pain\n\nBack pain is common in pregnancy.\n", "utf-8")
+    corpus = one_article(tmp_path / "c")
     first = build(corpus, tmp_path / "idx", backend)
     (corpus / "b.txt").write_text("Headache\n\nHeadache after birth.\n", "utf-8")
 
