@@ -3,11 +3,13 @@
     python bench/ingest_speed.py [PATH ...]   (default: the bundled corpus/)
 
 Prints passages/s of (a) the embedder alone on the chunk texts, (b) the whole ingest
-(read, clean, chunk, embed, BM25, FAISS, atomic write), and their ratio.
+(read, clean, chunk, embed passages and sentences, BM25, FAISS, atomic write), (c) the whole
+ingest without sentence windows (MEDCITE_SENTENCE_WINDOWS=false), and their ratios.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -38,18 +40,25 @@ def main() -> None:
     t0 = time.perf_counter()
     embedder.embed(texts, kind="passage")
     t_raw = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        report = build_index(
-            loaded, embedder, index_dir=Path(tmp), settings=settings.build(), cache=None
-        )
-        t_ingest = time.perf_counter() - t0 + t_chunk  # build re-chunks; count load once
+    seconds = {}
+    for windows in (True, False):
+        build = dataclasses.replace(settings.build(), sentence_windows=windows)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            report = build_index(loaded, embedder, index_dir=Path(tmp), settings=build, cache=None)
+            seconds[windows] = time.perf_counter() - t0 + t_chunk  # build re-chunks
+            if windows:
+                sentences = report.sentences
     n = len(texts)
     print(f"passages: {n} from {len(loaded.documents)} documents ({report.files} files)")
+    print(f"sentences: {sentences} ({report.embedded} texts embedded without windows)")
     print(f"load + clean + chunk: {t_chunk:.2f} s ({n / t_chunk:.0f} passages/s)")
     print(f"raw embedder:         {n / t_raw:.1f} passages/s")
-    print(f"whole ingest:         {n / t_ingest:.1f} passages/s")
-    print(f"ingest / raw:         {(n / t_ingest) / (n / t_raw):.2f}")
+    print(f"whole ingest, sentence windows:    {n / seconds[True]:.1f} passages/s")
+    print(f"whole ingest, no sentence windows: {n / seconds[False]:.1f} passages/s")
+    ratio = (t_raw / seconds[True], t_raw / seconds[False])
+    print(f"ingest / raw: {ratio[0]:.2f} with windows, {ratio[1]:.2f} without")
+    print(f"time with windows / without: {seconds[True] / seconds[False]:.2f}")
 
 
 if __name__ == "__main__":

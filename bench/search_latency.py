@@ -1,10 +1,12 @@
 """/search latency through a real server vs. its parts, measured side by side in one run.
 
-    python bench/search_latency.py [--index-dir D] [--rounds N]
+    python bench/search_latency.py [--index-dir D] [--rounds N] [--versus D2]
 
 Starts `medcite serve` on loopback, sends the question list sequentially, and prints the
 p50/p95 of the HTTP round trip next to the p50/p95 of query embedding alone and of the
 index work alone (search minus embedding), measured in this process with one thread.
+With --versus, the index work of a second index (e.g. the same corpus built with
+MEDCITE_SENTENCE_WINDOWS=false) is timed on the same questions, interleaved.
 """
 
 from __future__ import annotations
@@ -34,10 +36,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--index-dir", type=Path)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--versus", type=Path, help="a second index to time the index work of")
     args = parser.parse_args()
     settings = Settings(**({"index_dir": args.index_dir} if args.index_dir else {}))
     set_threads(1)
     engine = load_engine(settings)
+    other = (
+        load_engine(settings.model_copy(update={"index_dir": args.versus})) if args.versus else None
+    )
     queries = QUESTIONS * args.rounds
 
     with (
@@ -55,6 +61,7 @@ def main() -> None:
         http: list[float] = []
         embed: list[float] = []
         index_only: list[float] = []
+        versus: list[float] = []
         with httpx.Client(timeout=30) as client:
             for q in QUESTIONS:  # warm-up
                 client.post(f"{base}/search", json={"query": q})
@@ -69,12 +76,17 @@ def main() -> None:
                 t0 = time.perf_counter()
                 search(engine.index, engine.embedder, q, settings=engine.settings, query_vector=qv)
                 index_only.append((time.perf_counter() - t0) * 1000)
+                if other is not None:
+                    t0 = time.perf_counter()
+                    search(other.index, other.embedder, q, settings=other.settings, query_vector=qv)
+                    versus.append((time.perf_counter() - t0) * 1000)
     print(f"server start to ready: {t_load:.1f} s; {len(queries)} sequential queries")
     print(f"{'':<28} {'p50 ms':>8} {'p95 ms':>8}")
     for name, values in [
         ("POST /search (HTTP)", http),
         ("query embedding alone", embed),
         ("index work alone", index_only),
+        *([(f"index work, {args.versus.name}", versus)] if versus else []),
     ]:
         print(f"{name:<28} {statistics.median(values):>8.1f} {pct(values, 95):>8.1f}")
     overhead = statistics.median(http) / (statistics.median(embed) + statistics.median(index_only))

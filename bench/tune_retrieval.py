@@ -5,9 +5,10 @@
 The index is the one `medcite eval` builds (same cache folder), so the first run embeds
 the corpus and later runs embed nothing. Every variant is scored from the same query
 vectors and the same full score matrices, so the figures are comparable side by side.
-Scoring is a vectorised twin of ``index.search._score`` (candidates = top-N dense and
-top-N BM25 per partition, fused, grouped by document); the variant the product ships is
-then checked with `medcite eval` itself.
+Scoring is a vectorised twin of the ranking in ``index.search.score_candidates``
+(candidates = top-N dense and top-N BM25 per partition, fused, grouped by document: what
+`medcite eval --no-gate` scores); the variant the product ships is then checked with
+`medcite eval` itself.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ class BuildSettings:
     # holds it once): the title names the topic, which questions name too.
     bm25_title_boost: int = 3
     embed_batch_size: int = 32
+    # Embed every sentence of a multi-sentence chunk too (evidence, sentence windows).
+    sentence_windows: bool = True
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class BuildReport:
     files: int
     documents: int
     chunks: int
-    embedded: int
+    sentences: int
+    embedded: int  # texts embedded now (passages and sentences); the rest came from cache
     reused: int
     seconds: float
     embed_seconds: float
@@ -52,6 +55,31 @@ def passage_text(chunk: Chunk, doc: Document) -> str:
     """What is embedded and BM25-indexed for a chunk: its document title, section, text."""
     parts = [doc.title, chunk.section or "", chunk.text]
     return "\n".join(p for p in parts if p)
+
+
+def sentence_table(
+    chunks: Sequence[Chunk], sources: Mapping[str, str], *, split: bool = True
+) -> tuple[np.ndarray, list[int]]:
+    """Every sentence of every chunk as (chunk row, start, end), in chunk order, and the
+    indices of those to embed: the sentences of chunks holding more than one (a chunk of
+    one sentence is its own sentence and reuses its vector). Without ``split`` every chunk
+    is one "sentence" (no sentence windows, nothing more to embed)."""
+    from ingest.chunk import split_sentences
+
+    rows: list[tuple[int, int, int]] = []
+    embed: list[int] = []
+    for r, chunk in enumerate(chunks):
+        spans = (
+            split_sentences(sources[chunk.source], chunk.start, chunk.end, chunk.language)
+            if split
+            else []
+        )
+        if not spans:
+            spans = [(chunk.start, chunk.end)]
+        if len(spans) > 1:
+            embed.extend(range(len(rows), len(rows) + len(spans)))
+        rows.extend((r, a, b) for a, b in spans)
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 3), embed
 
 
 def corpus_fingerprint(load: LoadResult) -> str:
@@ -121,13 +149,19 @@ def build_index(
         )
     docs = {d.doc_id: d for d in load.documents}
     texts = [passage_text(c, docs[c.doc_id]) for c in chunks]
+    source_text = {s.source: s.text for s in load.sources}
+    sentences, to_embed = sentence_table(chunks, source_text, split=settings.sentence_windows)
+    sentence_texts = [
+        source_text[chunks[int(r)].source][int(a) : int(b)] for r, a, b in sentences[to_embed]
+    ]
     done = 0
+    total = len(texts) + len(sentence_texts)
 
     def advance(n: int) -> None:
         nonlocal done
         done += n
         if progress is not None:
-            progress(done, len(texts))
+            progress(done, total)
 
     t0 = time.perf_counter()
     vectors, embedded = embed_cached(
@@ -138,8 +172,22 @@ def build_index(
         batch_size=settings.embed_batch_size,
         progress=advance,
     )
+    sentence_vectors = np.asarray(vectors)[sentences[:, 0]] if len(sentences) else vectors[:0]
+    if sentence_texts:
+        embedded_sentences, fresh = embed_cached(
+            embedder,
+            sentence_texts,
+            kind="passage",
+            cache=cache,
+            batch_size=settings.embed_batch_size,
+            progress=advance,
+        )
+        sentence_vectors[to_embed] = embedded_sentences
+        embedded += fresh
     embed_seconds = time.perf_counter() - t0
-    if vectors.shape[0] and not np.all(np.isfinite(vectors)):
+    if vectors.shape[0] and not (
+        np.all(np.isfinite(vectors)) and np.all(np.isfinite(sentence_vectors))
+    ):
         raise ValueError("the embedding model returned non-finite vectors")
     bm25 = build_bm25(
         lexical_corpus(texts, [docs[c.doc_id].title for c in chunks], settings.bm25_title_boost),
@@ -164,7 +212,9 @@ def build_index(
             "documents": len(load.documents),
             "chunks": len(chunks),
             "chunks_by_language": chunks_by_language(chunks),
+            "sentences": len(sentences),
         },
+        "sentence_windows": settings.sentence_windows,
     }
     with writer_lock(index_dir):
         path = write_version(
@@ -174,6 +224,8 @@ def build_index(
             documents=load.documents,
             chunks=chunks,
             vectors=vectors,
+            sentences=sentences,
+            sentence_vectors=sentence_vectors,
             bm25=bm25,
             hnsw_threshold=settings.hnsw_threshold,
             reports=load.reports,
@@ -184,8 +236,9 @@ def build_index(
         files=len(load.reports),
         documents=len(load.documents),
         chunks=len(chunks),
+        sentences=len(sentences),
         embedded=embedded,
-        reused=len(texts) - embedded,
+        reused=total - embedded,
         seconds=time.perf_counter() - started,
         embed_seconds=embed_seconds,
         reports=load.reports,
@@ -216,6 +269,11 @@ def remove_documents(
         if not keep:
             raise NothingToIndex("removing these documents would leave the index empty")
         chunks = [current.chunks[i] for i in keep]
+        new_row = np.full(len(current.chunks), -1, dtype=np.int64)
+        new_row[keep] = np.arange(len(keep))
+        sentence_keep = np.flatnonzero(new_row[current.sentences[:, 0]] >= 0)
+        sentences = current.sentences[sentence_keep].copy()
+        sentences[:, 0] = new_row[sentences[:, 0]]
         documents = [d for d in current.documents.values() if d.doc_id not in doc_ids]
         used = {d.source for d in documents}
         lexical = current.manifest["lexical"]
@@ -251,6 +309,8 @@ def remove_documents(
             documents=documents,
             chunks=chunks,
             vectors=np.asarray(current.vectors)[keep],
+            sentences=sentences,
+            sentence_vectors=np.asarray(current.sentence_vectors)[sentence_keep],
             bm25=bm25,
             hnsw_threshold=hnsw_threshold,
             reports=current.reports,

@@ -49,3 +49,7 @@ class DocumentNotFound(MedciteError):
 
 class BackendUnavailable(MedciteError):
     """The index backend (a Milvus server) could not be reached or refused an operation."""
+
+
+class RelevanceModelError(MedciteError):
+    """The relevance model file (MEDCITE_RELEVANCE_MODEL) is missing or unusable."""

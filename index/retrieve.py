@@ -32,6 +32,7 @@ class LexicalQuery:
 
     tokens: Sequence[str]
     text: str
+    own: int = 0  # tokens[:own] are the question's own, the rest its expansion terms
 
 
 class Retriever(Protocol):

@@ -1,23 +1,26 @@
-"""Hybrid search: dense (FAISS) + BM25 per language partition, gated, fused, de-duplicated.
+"""Hybrid search: dense (FAISS) + BM25 per language partition, fused, then judged.
 
 Cross-lingual by construction: a multilingual dense model ranks same-language passages
 above other-language ones, so one global candidate list would rarely cross languages.
 Candidates are therefore gathered *per* language partition (top N by dense and by BM25,
-from the index's backend: FAISS + bm25s in process, or Milvus; see :mod:`index.retrieve`),
-each partition is admitted only when its best dense score clears the calibrated threshold
-for (query language -> passage language), and the admitted partitions' candidates are then
-fused together, so scores stay comparable across languages. Abstention is the case where no
-partition is admitted. An admitted language missing from the top k gets its best passage
-in the last place.
+from the index's backend: FAISS + bm25s in process, or Milvus; see :mod:`index.retrieve`)
+and fused together, so scores stay comparable across languages.
+
+The decision on top of the ranking is one calibrated model (:mod:`index.relevance`): every
+candidate gets P(relevant), the passages are ordered by it, the question is abstained on
+when the best is under the model's threshold, and a passage in another language than the
+question is shown only when it clears that threshold itself. An eligible language missing
+from the top k gets its best passage in the last place.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,17 +28,30 @@ from index.embed import Embedder
 from index.errors import ControlCharacters, EmptyQuery, QueryTooLong
 from index.expand import Expander, default_expander
 from index.fusion import FusionMethod, fuse
+from index.relevance import (
+    ProbeLevels,
+    RelevanceModel,
+    candidate_features,
+    coverage,
+    load_probes,
+    probe_levels,
+)
 from index.retrieve import LexicalQuery
 from index.store import LoadedIndex
 from index.tokenize import lexical_tokens
 from ingest.language import detect_language
 from ingest.types import Chunk, Language
 
+if TYPE_CHECKING:
+    from index.cache import EmbeddingCache
+
 LOG = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 1000
 # C0 and C1 control characters and DEL, except tab, newline and carriage return.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Candidates (best fused first) whose lexical coverage of the question is measured.
+_COVERAGE_DEPTH = 30
 
 
 @dataclass(frozen=True)
@@ -46,19 +62,29 @@ class SearchSettings:
     rrf_k: int = 60
     max_per_doc: int = 2
     near_duplicate_cosine: float = 0.97
-    # Minimum best dense score for a partition to be admitted, keyed "en->zh" etc.
-    thresholds: Mapping[str, float] = field(default_factory=dict)
+    # P(relevant) per passage; None: no probabilities, fused scores, never abstain.
+    relevance: RelevanceModel | None = None
+    min_relevance: float | None = None  # overrides the model's threshold
     abstain: bool = True
     expand: bool = True  # cross-lingual BM25 terms from CC-CEDICT (index.expand)
+
+    @property
+    def threshold(self) -> float | None:
+        if self.relevance is None:
+            return None
+        return self.relevance.threshold if self.min_relevance is None else self.min_relevance
 
 
 @dataclass(frozen=True)
 class Hit:
     row: int
     chunk: Chunk
-    score: float  # fused score
+    score: float  # P(relevant) when the settings have a relevance model, else fused
     dense: float  # cosine similarity
     lexical: float  # BM25 score
+    fused: float  # fused score (ranking within the question)
+    # (start, end) into the source of the sentence(s) that answer best
+    evidence: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,7 +93,7 @@ class SearchResult:
     language: Language
     answerable: bool
     hits: tuple[Hit, ...]
-    best_dense: Mapping[str, float]  # best dense score per passage language
+    best: float | None  # the best P(relevant) of any candidate (None without a model)
 
 
 def validate_query(query: str) -> str:
@@ -91,13 +117,17 @@ def lexical_query(
     the same as text for a backend that tokenizes on the server."""
     tokens = lexical_tokens(text)
     if not settings.expand:
-        return LexicalQuery(tokens=tokens, text=text)
+        return LexicalQuery(tokens=tokens, text=text, own=len(tokens))
     if expander is None:
         expander = default_expander()
     words = lexical_tokens(text, bigrams=False)  # dictionary words, not bigrams
     extra = expander.english_for(words) + expander.chinese_for(text)
     joined = " ".join(extra)
-    return LexicalQuery(tokens=tokens + lexical_tokens(joined), text=f"{text} {joined}".strip())
+    return LexicalQuery(
+        tokens=tokens + lexical_tokens(joined),
+        text=f"{text} {joined}".strip(),
+        own=len(tokens),
+    )
 
 
 def query_tokens(
@@ -107,51 +137,68 @@ def query_tokens(
     return list(lexical_query(text, settings, expander).tokens)
 
 
+_PROBE_LOCK = threading.Lock()
+
+
+def ensure_probe_levels(
+    index: LoadedIndex, embedder: Embedder, cache: EmbeddingCache | None = None
+) -> ProbeLevels:
+    """This index's off-topic probe levels, measured once per loaded index (the engine does
+    it at load; a search on an index without them measures them first)."""
+    if index.probes is not None:
+        return index.probes
+    with _PROBE_LOCK:
+        if index.probes is None:
+            from index.cache import embed_cached
+
+            probes = load_probes()
+            texts = [p.text for p in probes]
+            vectors, _ = embed_cached(embedder, texts, kind="query", cache=cache)
+            index.probes = probe_levels(
+                index.vectors,
+                {lang: p.rows for lang, p in index.partitions.items()},
+                vectors,
+                [p.language for p in probes],
+            )
+        return index.probes
+
+
 @dataclass(frozen=True)
-class _Scored:
+class Scored:
+    """One question's candidates, best first: by P(relevant) with a model, else by fused."""
+
     rows: np.ndarray
     fused: np.ndarray
     dense: np.ndarray
     lexical: np.ndarray
-    query_language_first: np.ndarray  # 0 for the query's language, 1 otherwise
+    probability: np.ndarray | None
+    features: np.ndarray | None
 
 
-def _score(
+def score_candidates(
     index: LoadedIndex,
+    embedder: Embedder,
     qv: np.ndarray,
-    query: LexicalQuery,
+    text: str,
     qlang: str,
     *,
     language: str | None,
     settings: SearchSettings,
     candidates: int,
-) -> tuple[_Scored, dict[str, float]]:
-    admitted: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    best: dict[str, float] = {}
+    ranking_only: bool = False,
+) -> Scored:
+    """Candidates of every partition (or only ``language``), fused, with their features and
+    P(relevant) unless ``ranking_only`` or the settings have no relevance model."""
+    query = lexical_query(text, settings)
     languages = [lang for lang in sorted(index.partitions) if language in (None, lang)]
     found = index.retriever.candidates(qv, query, languages, candidates)
-    for lang, cand in sorted(found.items()):
-        rows = cand.rows
-        if rows.size == 0:
-            continue
-        dense_part = np.asarray(index.vectors[rows] @ qv, dtype=np.float32)
-        best[lang] = float(dense_part.max())
-        threshold = settings.thresholds.get(f"{qlang}->{lang}")
-        # Without abstention (evaluation) the query's own language is always admitted,
-        # another language still only above its bar, as in the service.
-        gated = settings.abstain or lang != qlang
-        if gated and threshold is not None and best[lang] < threshold:
-            continue
-        admitted.append((rows, dense_part, cand.lexical))
-    if not admitted:
+    parts = [cand for _, cand in sorted(found.items()) if cand.rows.size]
+    if not parts:
         empty = np.zeros(0, dtype=np.float32)
-        return _Scored(np.zeros(0, dtype=np.int64), empty, empty, empty, empty), best
-    # One fusion over the admitted partitions' candidates together: scores stay comparable
-    # across languages, so a handful of stray other-language chunks cannot take the top
-    # places the way a per-partition normalisation (best of each partition = 1) let them.
-    rows = np.concatenate([a[0] for a in admitted])
-    dense = np.concatenate([a[1] for a in admitted])
-    lexical = np.concatenate([a[2] for a in admitted])
+        return Scored(np.zeros(0, dtype=np.int64), empty, empty, empty, None, None)
+    rows = np.concatenate([c.rows for c in parts])
+    lexical = np.concatenate([c.lexical for c in parts]).astype(np.float32)
+    dense = np.asarray(index.vectors[rows] @ qv, dtype=np.float32)
     fused = fuse(
         dense,
         lexical,
@@ -159,9 +206,96 @@ def _score(
         dense_weight=settings.dense_weight,
         rrf_k=settings.rrf_k,
     )
-    other = np.array([index.chunks[r].language != qlang for r in rows.tolist()], dtype=np.int64)
-    order = np.lexsort((other, -fused))
-    return _Scored(rows[order], fused[order], dense[order], lexical[order], other[order]), best
+    chunk_langs = [index.chunks[r].language for r in rows.tolist()]
+    if ranking_only or settings.relevance is None:
+        other = np.array([lang != qlang for lang in chunk_langs], dtype=np.int64)
+        order = np.lexsort((other, -fused))
+        return Scored(rows[order], fused[order], dense[order], lexical[order], None, None)
+    probes = ensure_probe_levels(index, embedder)
+    own, extra = query.tokens[: query.own], query.tokens[query.own :]
+    cover = np.zeros(rows.size, dtype=np.float64)
+    for i in np.argsort(-fused, kind="stable")[:_COVERAGE_DEPTH].tolist():
+        chunk = index.chunks[int(rows[i])]
+        passage = passage_tokens(index, int(rows[i]))
+        wanted = own if chunk.language == qlang or not extra else extra
+        cover[i] = coverage(wanted, passage)
+    sentence_best, window_best = sentence_scores(index, rows, qv)
+    x = candidate_features(
+        dense=dense,
+        lexical=lexical,
+        fused=fused,
+        languages=chunk_langs,
+        query_language=qlang,
+        coverage=cover,
+        query_tokens=query.own,
+        probes=probes,
+        window_best=window_best,
+        sentence_best=sentence_best,
+    )
+    p = settings.relevance.probability(x)
+    order = np.lexsort((-fused, -p))
+    return Scored(rows[order], fused[order], dense[order], lexical[order], p[order], x[order])
+
+
+def _sentence_cosines(
+    index: LoadedIndex, rows: np.ndarray, qv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cosine of every sentence of the chunks ``rows``; the window score of each (the mean
+    cosine of the sentence and its neighbours in the chunk); and where each chunk's run of
+    sentences starts in those arrays."""
+    off = index.sentence_offsets
+    first, last = off[rows], off[rows + 1]
+    counts = last - first
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    idx = np.repeat(first - starts, counts) + np.arange(int(counts.sum()))
+    own = np.asarray(index.sentence_vectors[idx] @ qv, dtype=np.float64)
+    segment = np.repeat(np.arange(rows.size), counts)
+    left = np.zeros_like(own)
+    right = np.zeros_like(own)
+    has_left = np.zeros(own.size, dtype=bool)
+    has_right = np.zeros(own.size, dtype=bool)
+    if own.size > 1:
+        has_left[1:] = segment[1:] == segment[:-1]
+        has_right[:-1] = segment[:-1] == segment[1:]
+        left[1:] = np.where(has_left[1:], own[:-1], 0.0)
+        right[:-1] = np.where(has_right[:-1], own[1:], 0.0)
+    window = (own + left + right) / (1 + has_left + has_right)
+    return own, window, starts
+
+
+def sentence_scores(
+    index: LoadedIndex, rows: np.ndarray, qv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per chunk in ``rows``: its best sentence's cosine and its best window's (MaxP over
+    sentence windows, small-to-big: a sentence with its neighbours, inside the chunk)."""
+    if rows.size == 0:
+        empty = np.zeros(0, dtype=np.float64)
+        return empty, empty
+    own, window, starts = _sentence_cosines(index, rows, qv)
+    return np.maximum.reduceat(own, starts), np.maximum.reduceat(window, starts)
+
+
+def evidence(index: LoadedIndex, row: int, qv: np.ndarray) -> tuple[int, int]:
+    """The span of the chunk's sentence that answers best: the best by its own cosine plus
+    its window's (a sentence that matches and sits among sentences that match)."""
+    own, window, _ = _sentence_cosines(index, np.array([row], dtype=np.int64), qv)
+    best = int(np.argmax(own + window))
+    sentence = index.sentences[int(index.sentence_offsets[row]) + best]
+    return int(sentence[1]), int(sentence[2])
+
+
+def passage_tokens(index: LoadedIndex, row: int) -> frozenset[str]:
+    """The lexical tokens of a chunk's title, section and text (memoised per index)."""
+    memo = index.token_memo
+    found = memo.get(row)
+    if found is None:
+        chunk = index.chunks[row]
+        doc = index.documents[chunk.doc_id]
+        found = frozenset(lexical_tokens(f"{doc.title}\n{chunk.section or ''}\n{chunk.text}"))
+        if len(memo) > 200_000:
+            memo.clear()
+        memo[row] = found
+    return found
 
 
 def search(
@@ -175,29 +309,50 @@ def search(
     query_vector: np.ndarray | None = None,
 ) -> SearchResult:
     """The top ``k`` passages for ``query``, at most ``max_per_doc`` per document and
-    no two near-identical; empty (not answerable) when no partition clears its threshold."""
+    no two near-identical; empty (not answerable) when no passage reaches the threshold."""
     text = validate_query(query)
     qlang = detect_language(text)
     qv = query_vector if query_vector is not None else embedder.embed([text], kind="query")[0]
-    scored, best = _score(
+    scored = score_candidates(
         index,
+        embedder,
         qv,
-        lexical_query(text, settings),
+        text,
         qlang,
         language=language,
         settings=settings,
         candidates=settings.candidates,
     )
+    threshold = settings.threshold
+    prob = scored.probability
+    best = float(prob[0]) if prob is not None and prob.size else None
+    if threshold is not None and settings.abstain and (best is None or best < threshold):
+        return SearchResult(query=text, language=qlang, answerable=False, hits=(), best=best)
+
+    def eligible(i: int) -> bool:
+        # Passages in the question's language (or the language asked for) fill the list;
+        # another language only on its own merit.
+        if language is not None or index.chunks[int(scored.rows[i])].language == qlang:
+            return True
+        return prob is None or threshold is None or float(prob[i]) >= threshold
+
     hits: list[Hit] = []
-    # Every admitted language shows up: when the top k hold none of a language whose
-    # partition cleared its calibrated bar, its best passage takes the last place.
+    # Every eligible language shows up: when the top k hold none of a language with an
+    # eligible passage, its best passage takes the last place.
     reserve: dict[str, Hit] = {}
-    missing = set(index.chunks[r].language for r in scored.rows.tolist()) if k >= 3 else set()
+    n = scored.rows.size
+    missing = (
+        {index.chunks[int(scored.rows[i])].language for i in range(n) if eligible(i)}
+        if k >= 3
+        else set()
+    )
     per_group: dict[str, int] = {}
     chosen: list[np.ndarray] = []
     for i, row in enumerate(scored.rows.tolist()):
         chunk = index.chunks[row]
         if len(hits) == k and chunk.language not in missing:
+            continue
+        if not eligible(i):
             continue
         doc = index.documents[chunk.doc_id]
         group = doc.near_duplicate_of or doc.doc_id
@@ -211,9 +366,11 @@ def search(
         hit = Hit(
             row=row,
             chunk=chunk,
-            score=float(scored.fused[i]),
+            score=float(prob[i]) if prob is not None else float(scored.fused[i]),
             dense=float(scored.dense[i]),
             lexical=float(scored.lexical[i]),
+            fused=float(scored.fused[i]),
+            evidence=(evidence(index, row, qv),),
         )
         missing.discard(chunk.language)
         if len(hits) < k:
@@ -230,12 +387,13 @@ def search(
                 hits.append(hit)
                 break
     return SearchResult(
-        query=text, language=qlang, answerable=bool(hits), hits=tuple(hits), best_dense=best
+        query=text, language=qlang, answerable=bool(hits), hits=tuple(hits), best=best
     )
 
 
 def rank_documents(
     index: LoadedIndex,
+    embedder: Embedder,
     qv: np.ndarray,
     query: str,
     *,
@@ -244,19 +402,22 @@ def rank_documents(
     candidates: int = 300,
     unit: Callable[[str], str] | None = None,
 ) -> list[tuple[str, float]]:
-    """Document ranking for evaluation: chunk scores grouped by ``doc_id`` (max), no gate.
+    """Document ranking without the gate (``medcite eval --no-gate``): fused chunk scores of
+    every partition grouped by ``doc_id`` (max).
 
     ``unit`` maps a doc id to the unit judged (e.g. its source file) when that is not the
     document itself."""
     text = query.strip()
-    scored, _ = _score(
+    scored = score_candidates(
         index,
+        embedder,
         qv,
-        lexical_query(text, settings),
+        text,
         detect_language(text) if text else "en",
         language=None,
-        settings=dataclasses.replace(settings, abstain=False),
+        settings=settings,
         candidates=candidates,
+        ranking_only=True,
     )
     seen: dict[str, float] = {}
     for row, score in zip(scored.rows.tolist(), scored.fused.tolist(), strict=True):

@@ -10,6 +10,11 @@ Layout of an index directory ``D``::
         documents.jsonl    documents with their metadata and kept segments
         chunks.jsonl       chunks, row-aligned with vectors.npy
         vectors.npy        float32 [n_chunks, dim], L2-normalised
+        sentences.npy      int64 [n_sentences, 3]: chunk row, start, end of every sentence
+                           of every chunk, in chunk order (sentence-offsets.npy: where each
+                           chunk's sentences start, n_chunks + 1 entries)
+        sentence-vectors.npy  float32 [n_sentences, dim]: each sentence embedded alone (a
+                           chunk of one sentence reuses the chunk's vector)
         dense-<lang>.faiss FAISS inner-product index per language partition
         rows-<lang>.npy    chunk rows of that partition
         bm25/              bm25s index over all chunks
@@ -31,9 +36,9 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,9 +46,12 @@ from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from index.retrieve import Backend, EmbeddedPartition, EmbeddedRetriever, Retriever
 from ingest.types import Chunk, ChunkSettings, Document, FileReport, Segment, SourceText
 
+if TYPE_CHECKING:
+    from index.relevance import ProbeLevels
+
 LOG = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sentence vectors (evidence, sentence windows)
 CURRENT = "CURRENT"
 
 
@@ -62,10 +70,17 @@ class LoadedIndex:
     documents: dict[str, Document]
     chunks: list[Chunk]
     vectors: np.ndarray
+    sentences: np.ndarray  # int64 [n, 3]: chunk row, start, end
+    sentence_offsets: np.ndarray  # int64 [n_chunks + 1]
+    sentence_vectors: np.ndarray
     partitions: dict[str, Partition]
     bm25: Any  # None when another backend serves the index
     reports: list[FileReport]
     retriever: Retriever  # candidate retrieval: FAISS + bm25s here, or a Milvus collection
+    # Off-topic probe levels (index.relevance), measured once by the first search or the
+    # engine's load; and the lexical tokens of chunks already scored for coverage.
+    probes: ProbeLevels | None = None
+    token_memo: dict[int, frozenset[str]] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -96,6 +111,12 @@ def read_documents(version: Path) -> dict[str, Document]:
 def read_chunks(version: Path) -> list[Chunk]:
     """A version directory's chunks, in row order (aligned with vectors.npy)."""
     return [Chunk(**row) for row in _read_jsonl(version / "chunks.jsonl")]
+
+
+def sentence_offsets(sentences: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Where each chunk's sentences start in ``sentences`` (sorted by chunk row)."""
+    rows = sentences[:, 0] if sentences.size else np.zeros(0, dtype=np.int64)
+    return np.searchsorted(rows, np.arange(n_chunks + 1), side="left").astype(np.int64)
 
 
 def _fsync_tree(root: Path) -> None:
@@ -150,6 +171,8 @@ def write_version(
     documents: Sequence[Document],
     chunks: Sequence[Chunk],
     vectors: np.ndarray,
+    sentences: np.ndarray,
+    sentence_vectors: np.ndarray,
     bm25: Any,
     hnsw_threshold: int,
     reports: Sequence[FileReport] = (),
@@ -168,6 +191,9 @@ def write_version(
     _write_jsonl(tmp / "documents.jsonl", (dataclasses.asdict(d) for d in documents))
     _write_jsonl(tmp / "chunks.jsonl", (dataclasses.asdict(c) for c in chunks))
     np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+    np.save(tmp / "sentences.npy", np.ascontiguousarray(sentences, dtype=np.int64))
+    np.save(tmp / "sentence-offsets.npy", sentence_offsets(sentences, len(chunks)))
+    np.save(tmp / "sentence-vectors.npy", np.ascontiguousarray(sentence_vectors, dtype=np.float32))
     import faiss
 
     languages = sorted({c.language for c in chunks})
@@ -303,6 +329,9 @@ def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedInde
         documents = read_documents(version)
         chunks = read_chunks(version)
         vectors = np.load(version / "vectors.npy", mmap_mode="r")
+        sentences = np.load(version / "sentences.npy")
+        offsets = np.load(version / "sentence-offsets.npy")
+        sentence_vectors = np.load(version / "sentence-vectors.npy", mmap_mode="r")
         partitions = {}
         embedded = backend is None
         for lang in manifest.get("partitions", {}):
@@ -323,6 +352,16 @@ def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedInde
             f"the index in {version} is inconsistent ({vectors.shape[0]} vectors for "
             f"{len(chunks)} chunks); rebuild it with `medcite ingest`"
         )
+    if (
+        sentences.ndim != 2
+        or sentences.shape[0] != sentence_vectors.shape[0]
+        or offsets.shape != (len(chunks) + 1,)
+        or sentence_vectors.shape[1:] != vectors.shape[1:]
+    ):
+        raise IndexCorrupt(
+            f"the index in {version} is inconsistent ({sentences.shape[0]} sentences, "
+            f"{sentence_vectors.shape[0]} sentence vectors); rebuild it with `medcite ingest`"
+        )
     retriever: Retriever
     if backend is None:
         retriever = EmbeddedRetriever(
@@ -339,6 +378,9 @@ def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedInde
         documents=documents,
         chunks=chunks,
         vectors=vectors,
+        sentences=sentences,
+        sentence_offsets=offsets,
+        sentence_vectors=sentence_vectors,
         partitions=partitions,
         bm25=bm25,
         reports=reports,

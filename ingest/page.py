@@ -13,9 +13,11 @@ cover body text only, and never a removed line.
   optional byline lines, the date, optional institution / byline lines) followed by a summary
   starts a card: its own document of kind "card" whose segment is the summary.
 - Sections: a heading line sets the ``section`` of the body text after it and is not part of it.
-  A heading without a body (the next line is a heading too, or nothing follows) is kept as a
-  tiny content segment of its own, with no section. A numbered paragraph in the same list style
-  as the current numbered heading ("4. Lumbar spine diseases are ...") ends that section.
+  A heading without a body (the next line is a heading too) never stands alone: the text it
+  heads starts at it, so the passage reads "1. Lumbar muscle strain / 2. Catch a cold / Low
+  back pain is ..."; one with nothing after it is dropped. A numbered paragraph in the same
+  list style as the current numbered heading ("4. Lumbar spine diseases are ...") ends that
+  section.
 """
 
 from __future__ import annotations
@@ -244,22 +246,27 @@ def _sections(
     section: str | None = None
     style: str | None = None
     group = 0
+    # Start of a heading without a body ("1. Lumbar muscle strain" right above "2. Catch a
+    # cold"): it is no passage of its own but joins the text it heads, which then starts
+    # at the heading.
+    bodiless: int | None = None
     for k, i in enumerate(region):
         heading = heads[k]
         if heading is not None:
             group += 1
             if k + 1 < len(region) and heads[k + 1] is None:
                 section, style = heading.section, heading.style
-            else:  # a heading without a body: its own content ("## A" -> "A")
-                start = lines[i].start + max(0, lines[i].text.find(heading.section))
-                items.append(_Item(i, None, group, start, start + len(heading.section)))
-                group += 1
+            else:
+                if bodiless is None:
+                    bodiless = lines[i].start + max(0, lines[i].text.find(heading.section))
                 section, style = None, None
             continue
         if style is not None and enum_style(texts[k]) == style:
             section, style = None, None  # the next item of the list the heading belongs to
             group += 1
-        items.append(_Item(i, section, group, lines[i].start, lines[i].end))
+        start = lines[i].start if bodiless is None else bodiless
+        bodiless = None
+        items.append(_Item(i, section, group, start, lines[i].end))
     return _segments(lines, items)
 
 

@@ -177,7 +177,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             "search",
             extra={
                 "fields": query_log.fields(result.query)
-                | {"language": result.language, "outcome": outcome, "ms": round(took_ms, 2)}
+                | {
+                    "language": result.language,
+                    "outcome": outcome,
+                    "best": None if result.best is None else round(result.best, 4),
+                    "ms": round(took_ms, 2),
+                }
             },
         )
 
@@ -293,6 +298,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             "documents": counts.get("documents"),
             "index_version": engine.index.path.name,
             "backend": engine.index.retriever.name,
+            "min_relevance": engine.settings.threshold,
         }
 
     @app.get("/metrics", include_in_schema=False)

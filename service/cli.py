@@ -202,6 +202,7 @@ def ingest(
                     "files": [r.__dict__ for r in report.reports],
                     "documents": report.documents,
                     "chunks": report.chunks,
+                    "sentences": report.sentences,
                     "embedded": report.embedded,
                     "reused": report.reused,
                     "seconds": round(report.seconds, 2),
@@ -217,8 +218,9 @@ def ingest(
     ok = sum(r.status == "ingested" for r in report.reports)
     click.echo(
         f"indexed {ok}/{report.files} files, {report.documents} documents, {report.chunks} "
-        f"passages ({report.embedded} embedded, {report.reused} from cache"
-        + (f", {rate:.1f} passages/s" if rate else "")
+        f"passages, {report.sentences} sentences ({report.embedded} texts embedded, "
+        f"{report.reused} from cache"
+        + (f", {rate:.1f} texts/s" if rate else "")
         + f") in {report.seconds:.1f}s -> {settings.index_dir}"
     )
 
@@ -322,6 +324,12 @@ def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
     default=None,
     help="Write the ranking as a TREC run (one file per method when several).",
 )
+@click.option(
+    "--no-gate",
+    is_flag=True,
+    help="Score the ranking alone (top 100 documents, no abstention, no relevance model) "
+    "instead of what /search returns.",
+)
 def eval_command(
     corpus: Path,
     queries: Path,
@@ -331,8 +339,10 @@ def eval_command(
     as_json: bool,
     limit: int | None,
     run_file: Path | None,
+    no_gate: bool,
 ) -> None:
-    """Score retrieval on a BEIR-format set: nDCG@10, Recall@10, Recall@100, MRR@10.
+    """Score what /search returns on a BEIR-format set: answered rate, nDCG@10, Recall@10,
+    MRR@10, calibration error; with --no-gate the ranking alone (and Recall@100).
 
     --corpus is a BEIR corpus.jsonl or any folder `medcite ingest` takes. Queries marked
     "answerable": false (or with an empty "relevant" list) are scored for abstention.
@@ -355,24 +365,36 @@ def eval_command(
             limit=limit,
             progress=sys.stderr.isatty(),
             run_file=run_file,
+            gate=not no_gate,
         )
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=1))
         return
-    click.echo(f"{report['queries']} queries, {report['documents']} documents")
-    click.echo(f"{'method':<8} {'nDCG@10':>8} {'R@10':>8} {'R@100':>8} {'MRR@10':>8}")
+    what = (
+        f"through /search (k={report['k']}, min relevance {report['min_relevance']})"
+        if report["gate"]
+        else "ranking only, no gate"
+    )
+    click.echo(f"{report['queries']} queries, {report['documents']} documents, {what}")
+
+    def cell(value: float | None) -> str:
+        return f"{value:>8.4f}" if value is not None else f"{'-':>8}"
+
+    click.echo(
+        f"{'method':<14} {'answered':>8} {'nDCG@10':>8} {'R@10':>8} {'R@100':>8} "
+        f"{'MRR@10':>8} {'ECE':>8}"
+    )
     for name, m in report["methods"].items():
         click.echo(
-            f"{name:<8} {m['ndcg@10']:>8.4f} {m['recall@10']:>8.4f} "
-            f"{m['recall@100']:>8.4f} {m['mrr@10']:>8.4f}"
+            f"{name:<14} {cell(m.get('answered'))} {cell(m['ndcg@10'])} {cell(m['recall@10'])} "
+            f"{cell(m['recall@100'])} {cell(m['mrr@10'])} {cell(m.get('ece'))}"
         )
-    if "abstention" in report:
-        a = report["abstention"]
-        click.echo(
-            f"abstention: precision {a['precision']}, recall {a['recall']} "
-            f"({a['abstained_on_unanswerable']}/{a['unanswerable_queries']} unanswerable, "
-            f"{a['abstained_on_answerable']}/{a['answerable_queries']} answerable abstained)"
-        )
+        if "abstention" in m:
+            a = m["abstention"]
+            click.echo(
+                f"{'':<14} abstained on {a['abstained']}/{a['unanswerable_queries']} "
+                f"unanswerable queries ({a['rate']:.2%})"
+            )
 
 
 @main.command()

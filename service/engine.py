@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request
 from index.embed import Embedder, load_embedder, set_threads
 from index.expand import default_expander
 from index.retrieve import Backend
-from index.search import SearchSettings
+from index.search import SearchSettings, ensure_probe_levels
 from index.store import LoadedIndex, check_compatible, load_index
 from index.tokenize import lexical_tokens
 from service.settings import Settings
@@ -35,6 +35,7 @@ def load_engine(settings: Settings) -> Engine:
     backend = settings.backend()
     index = load_index(settings.index_dir, backend=backend)
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
+    _measure_probes(index, embedder, settings)
     # Load jieba's dictionary and CC-CEDICT now, not on the first request (about 2 s).
     lexical_tokens("预热")
     if settings.expand:
@@ -42,6 +43,17 @@ def load_engine(settings: Settings) -> Engine:
     return Engine(
         index=index, embedder=embedder, settings=settings.search(embedder.name), backend=backend
     )
+
+
+def _measure_probes(index: LoadedIndex, embedder: Embedder, settings: Settings) -> None:
+    """The index's off-topic probe levels (index.relevance), before the first request."""
+    from index.cache import EmbeddingCache
+
+    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    try:
+        ensure_probe_levels(index, embedder, cache)
+    finally:
+        cache.close()
 
 
 def reload_engine(settings: Settings, current: Engine | None) -> Engine:
@@ -53,6 +65,7 @@ def reload_engine(settings: Settings, current: Engine | None) -> Engine:
         return load_engine(settings)
     index = load_index(settings.index_dir, backend=current.backend)
     check_compatible(index.manifest, model_name=current.embedder.name, dim=current.embedder.dim)
+    _measure_probes(index, current.embedder, settings)
     return Engine(
         index=index,
         embedder=current.embedder,

@@ -19,7 +19,6 @@ import numpy as np
 from index.embed import Embedder
 from index.errors import IndexMismatch, IndexNotFound, MedciteError
 from index.fusion import FusionMethod
-from index.search import SearchSettings
 from index.store import LoadedIndex, check_compatible, current_version, load_index, read_manifest
 
 if TYPE_CHECKING:
@@ -168,6 +167,8 @@ def ensure_index(
             or manifest["lexical"].get("title_boost", 0) != settings.bm25_title_boost
         ):
             raise IndexMismatch("BM25 parameters changed")
+        if manifest.get("sentence_windows", True) != settings.sentence_windows:
+            raise IndexMismatch("sentence windows switched")
         check_compatible(
             manifest, model_name=embedder.name, dim=embedder.dim, chunking=settings.chunking()
         )
@@ -202,38 +203,21 @@ def _judged_unit(
     return None
 
 
-def _abstention(
-    index: LoadedIndex,
-    embedder: Embedder,
-    answerable: dict[str, str],
-    unanswerable: dict[str, str],
-    qvecs: np.ndarray,
-    settings: SearchSettings,
-) -> dict[str, Any]:
-    """Precision and recall of abstaining, with the configured (calibrated) gate.
-
-    ``qvecs`` holds the answerable queries' vectors, then the unanswerable ones'.
-    """
-    from index.search import search
-
-    def abstentions(texts: list[str], vectors: np.ndarray) -> int:
-        return sum(
-            not search(index, embedder, t, k=1, settings=settings, query_vector=v).answerable
-            for t, v in zip(texts, vectors, strict=True)
-        )
-
-    n = len(answerable)
-    abstained_on_answerable = abstentions(list(answerable.values()), qvecs[:n])
-    abstained_on_unanswerable = abstentions(list(unanswerable.values()), qvecs[n:])
-    abstained = abstained_on_answerable + abstained_on_unanswerable
-    return {
-        "answerable_queries": n,
-        "unanswerable_queries": len(unanswerable),
-        "abstained_on_answerable": abstained_on_answerable,
-        "abstained_on_unanswerable": abstained_on_unanswerable,
-        "precision": round(abstained_on_unanswerable / abstained, 4) if abstained else None,
-        "recall": round(abstained_on_unanswerable / len(unanswerable), 4),
-    }
+def expected_calibration_error(
+    probabilities: Sequence[float], labels: Sequence[int], bins: int = 10
+) -> float | None:
+    """ECE: |mean P - share relevant| per equal-width bin, weighted by the bin's size."""
+    if not probabilities:
+        return None
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += abs(float(p[mask].mean()) - float(y[mask].mean())) * int(mask.sum())
+    return round(total / p.size, 4)
 
 
 def evaluate(
@@ -247,7 +231,14 @@ def evaluate(
     limit: int | None = None,
     progress: bool = False,
     run_file: Path | None = None,
+    gate: bool = True,
 ) -> dict[str, Any]:
+    """Score what ``/search`` returns (``gate``: the default), or the ranking alone.
+
+    With the gate, every query goes through :func:`index.search.search` with k=10, exactly
+    as ``POST /search`` runs it (relevance model, abstention, other-language rule,
+    de-duplication, per-document limit); an abstention scores 0, and the answered rate on
+    answerable queries is reported beside the metrics."""
     from index.embed import load_embedder, set_threads
 
     unknown = [m for m in methods if m.removesuffix("+expand") not in METHODS]
@@ -287,15 +278,27 @@ def evaluate(
             version = current_version(index_dir)
             backend.publish(index_dir / str(version))
             index = load_index(index_dir, backend=backend)
-        return _evaluate_loaded(
-            index, embedder, queries, unanswerable, qrels, settings, methods, progress, run_file
+        return evaluate_loaded(
+            index,
+            embedder,
+            queries,
+            unanswerable,
+            qrels,
+            settings,
+            methods,
+            progress=progress,
+            run_file=run_file,
+            gate=gate,
         )
     finally:
         if backend is not None:
             backend.close()
 
 
-def _evaluate_loaded(
+GATED_K = 10  # passages asked of /search per query when scoring through the gate
+
+
+def evaluate_loaded(
     index: LoadedIndex,
     embedder: Embedder,
     queries: dict[str, str],
@@ -303,13 +306,15 @@ def _evaluate_loaded(
     qrels: dict[str, dict[str, int]],
     settings: Settings,
     methods: Sequence[str],
-    progress: bool,
-    run_file: Path | None,
+    *,
+    progress: bool = False,
+    run_file: Path | None = None,
+    gate: bool = True,
 ) -> dict[str, Any]:
     import ir_measures
 
     from index.cache import EmbeddingCache, embed_cached
-    from index.search import rank_documents
+    from index.search import ensure_probe_levels, rank_documents, search
     from ingest.language import detect_language
 
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
@@ -325,6 +330,7 @@ def _evaluate_loaded(
             cache=cache,
             progress=lambda n: bar.update(n),
         )
+        ensure_probe_levels(index, embedder, cache)
     finally:
         bar.close()
         cache.close()
@@ -336,16 +342,34 @@ def _evaluate_loaded(
         "chunks": index.manifest["counts"]["chunks"],
         "index_dir": str(index.path.parent),
         "unit": "source" if unit is not None else "document",
+        "gate": gate,
+        "k": GATED_K if gate else 100,
+        "min_relevance": base.threshold if gate else None,
         "methods": {},
     }
     measures = {name: ir_measures.parse_measure(spec) for name, spec in IR_MEASURES.items()}
+    if gate:
+        measures.pop("recall@100")  # /search returns GATED_K passages
 
-    def score(sub: list[str], run: dict[str, dict[str, float]]) -> dict[str, float]:
-        values = ir_measures.calc_aggregate(
+    def score(sub: list[str], run: dict[str, dict[str, float]]) -> dict[str, float | None]:
+        per_query: dict[tuple[str, str], float] = {}
+        for m in ir_measures.iter_calc(
             list(measures.values()), {q: qrels[q] for q in sub}, {q: run[q] for q in sub}
-        )
-        # A query with nothing retrieved counts as 0, as in BEIR.
-        return {name: round(float(values.get(m, 0.0)), 4) for name, m in measures.items()}
+        ):
+            per_query[(str(m.measure), m.query_id)] = float(m.value)
+        # A query with nothing retrieved (or abstained on) counts as 0, as in BEIR.
+        out: dict[str, float | None] = {
+            name: round(sum(per_query.get((str(m), q), 0.0) for q in sub) / len(sub), 4)
+            for name, m in measures.items()
+        }
+        if gate:
+            out["recall@100"] = None
+        return out
+
+    def doc_order(docs: list[str]) -> dict[str, float]:
+        # trec_eval orders by score (ties by doc id): rank-based scores keep our order.
+        unique = list(dict.fromkeys(unit(d) if unit is not None else d for d in docs))
+        return {doc: float(len(unique) - r) for r, doc in enumerate(unique)}
 
     for method in methods:
         run_settings = dataclasses.replace(
@@ -355,23 +379,63 @@ def _evaluate_loaded(
         )
         t0 = time.perf_counter()
         run: dict[str, dict[str, float]] = {}
+        answered: dict[str, bool] = {}
+        probabilities: list[float] = []
+        labels: list[int] = []
         for i, q in enumerate(qids):
-            ranked = rank_documents(
-                index,
-                qvecs[i],
-                queries[q],
-                k=100,
-                settings=run_settings,
-                unit=unit,
-            )
-            # trec_eval orders by score (ties by doc id): rank-based scores keep our order.
-            run[q] = {doc: float(len(ranked) - r) for r, (doc, _) in enumerate(ranked)}
+            if gate:
+                result = search(
+                    index,
+                    embedder,
+                    queries[q],
+                    k=GATED_K,
+                    settings=run_settings,
+                    query_vector=qvecs[i],
+                )
+                answered[q] = result.answerable
+                run[q] = doc_order([h.chunk.doc_id for h in result.hits])
+                for hit in result.hits:
+                    doc = hit.chunk.doc_id if unit is None else unit(hit.chunk.doc_id)
+                    probabilities.append(hit.score)
+                    labels.append(int(qrels[q].get(doc, 0) > 0))
+            else:
+                ranked = rank_documents(
+                    index, embedder, qvecs[i], queries[q], k=100, settings=run_settings, unit=unit
+                )
+                run[q] = doc_order([doc for doc, _ in ranked])
         seconds = time.perf_counter() - t0
         entry: dict[str, Any] = score(qids, run)
         per_language: dict[str, Any] = {}
         for lang in sorted(set(languages.values())):
             sub = [q for q in qids if languages[q] == lang]
             per_language[lang] = {"queries": len(sub)} | score(sub, run)
+            if gate:
+                per_language[lang]["answered"] = round(sum(answered[q] for q in sub) / len(sub), 4)
+        if gate:
+            entry["answered"] = round(sum(answered.values()) / len(qids), 4)
+            entry["ece"] = (
+                expected_calibration_error(probabilities, labels)
+                if run_settings.relevance is not None
+                else None
+            )
+            if unanswerable:
+                texts = list(unanswerable.values())
+                abstained = sum(
+                    not search(
+                        index,
+                        embedder,
+                        text,
+                        k=1,
+                        settings=run_settings,
+                        query_vector=qvecs[len(qids) + j],
+                    ).answerable
+                    for j, text in enumerate(texts)
+                )
+                entry["abstention"] = {
+                    "unanswerable_queries": len(texts),
+                    "abstained": abstained,
+                    "rate": round(abstained / len(texts), 4),
+                }
         entry["per_language"] = per_language
         entry["ms_per_query"] = round(1000 * seconds / len(qids), 2)
         report["methods"][method] = entry
@@ -383,10 +447,11 @@ def _evaluate_loaded(
             )
             write_trec_run(path, run, tag=f"medcite-{method}")
             entry["run_file"] = str(path)
-    if unanswerable:
-        report["abstention"] = _abstention(index, embedder, queries, unanswerable, qvecs, base)
     first = report["methods"][methods[0]]
     report.update({m: first[m] for m in METRICS})
+    for key in ("answered", "ece", "abstention"):
+        if key in first:
+            report[key] = first[key]
     report["per_language"] = first["per_language"]
     report["method"] = methods[0]
     return report

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from index.search import SearchResult
 from index.store import LoadedIndex
+from ingest.types import Chunk, Document
 from service.disclaimer import disclaimer, no_answer
 from service.safety import urgent_notice
 
@@ -22,10 +23,29 @@ class SearchRequest(BaseModel):
     )
 
 
+class Evidence(BaseModel):
+    start: int = Field(description="Start offset (characters) into the source text.")
+    end: int = Field(description="End offset (characters, exclusive) into the source text.")
+    text: str = Field(description="Exactly source_text[start:end]: a sentence of the passage.")
+
+
 class Passage(BaseModel):
     rank: int
-    score: float = Field(description="Fused relevance score (comparable within one response).")
+    score: float = Field(
+        description="P(relevant): the calibrated probability that the passage answers the "
+        "question, comparable across questions, languages and corpora (index.relevance)."
+    )
     text: str = Field(description="The passage: exactly source_text[start:end].")
+    evidence: list[Evidence] = Field(
+        default_factory=list,
+        description="The sentence(s) of the passage that answer the question best, as spans "
+        "of the same source (inside [start, end]).",
+    )
+    truncated: bool = Field(
+        False,
+        description="The source itself breaks this text off (a Q&A card summary cut "
+        "mid-sentence): show an ellipsis; the cited text stays exactly as the source has it.",
+    )
     doc_id: str
     chunk_id: str
     title: str
@@ -75,6 +95,15 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+_ENDS = tuple('。！？!?.…；;」』”’")）)】》')
+
+
+def cut_off(chunk: Chunk, doc: Document) -> bool:
+    """A card's summary that the source cuts off mid-sentence, ending in this chunk."""
+    last = doc.segments[-1].end if doc.segments else chunk.end
+    return doc.kind == "card" and chunk.end >= last and not chunk.text.endswith(_ENDS)
+
+
 def to_response(result: SearchResult, index: LoadedIndex, took_ms: float) -> SearchResponse:
     passages = []
     for rank, hit in enumerate(result.hits, start=1):
@@ -85,6 +114,11 @@ def to_response(result: SearchResult, index: LoadedIndex, took_ms: float) -> Sea
                 rank=rank,
                 score=round(hit.score, 6),
                 text=chunk.text,
+                evidence=[
+                    Evidence(start=a, end=b, text=index.sources[chunk.source].text[a:b])
+                    for a, b in hit.evidence
+                ],
+                truncated=cut_off(chunk, doc),
                 doc_id=chunk.doc_id,
                 chunk_id=chunk.chunk_id,
                 title=doc.title,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,6 +12,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.build import BuildSettings
+from index.relevance import load_relevance_model
 from index.search import SearchSettings
 from ingest.types import ChunkSettings
 
@@ -57,6 +56,8 @@ class Settings(BaseSettings):
     bm25_b: float = Field(0.4, ge=0, le=1)
     bm25_title_boost: int = Field(3, ge=0, le=20)  # chosen on en_medquad_lite
     embed_batch_size: int = Field(32, ge=1, le=1024)
+    # Embed each sentence of a chunk too: evidence spans and sentence-window scores.
+    sentence_windows: bool = True
 
     fusion: Literal["convex", "rrf", "dense", "bm25"] = "convex"
     dense_weight: float = Field(0.8, ge=0, le=1)  # chosen on en_medquad_lite + zh_toyhom_im
@@ -65,8 +66,12 @@ class Settings(BaseSettings):
     max_per_doc: int = Field(2, ge=1, le=50)
     abstain: bool = True
     expand: bool = True  # cross-lingual query expansion (CC-CEDICT) for BM25
-    # JSON object {"en->zh": 0.8, ...}; overrides the calibrated thresholds of the model.
-    thresholds: dict[str, float] | None = None
+    # The least P(relevant) a question's best passage needs to be answered (and an
+    # other-language passage to be shown); default: the relevance model's own threshold.
+    min_relevance: float | None = Field(None, ge=0, le=1)
+    # A relevance model file written by bench/calibrate_relevance.py --out; default: the
+    # one shipped in index/relevance.json.
+    relevance_model: Path | None = None
 
     # Index backend (issue: beyond one machine). "embedded": FAISS + BM25 in this process.
     # "milvus": candidates from Milvus; milvus_uri is a server (http://host:19530) or a
@@ -109,6 +114,7 @@ class Settings(BaseSettings):
             bm25_b=self.bm25_b,
             bm25_title_boost=self.bm25_title_boost,
             embed_batch_size=self.embed_batch_size,
+            sentence_windows=self.sentence_windows,
         )
 
     def backend(self, progress: Callable[[int, int], None] | None = None) -> MilvusBackend | None:
@@ -133,23 +139,8 @@ class Settings(BaseSettings):
             dense_weight=self.dense_weight,
             rrf_k=self.rrf_k,
             max_per_doc=self.max_per_doc,
-            thresholds=self.thresholds
-            if self.thresholds is not None
-            else calibrated_thresholds(model_name),
+            relevance=load_relevance_model(model_name, self.relevance_model),
+            min_relevance=self.min_relevance,
             abstain=self.abstain,
             expand=self.expand,
         )
-
-
-def calibrated_thresholds(model_name: str) -> dict[str, float]:
-    """Abstention thresholds calibrated for ``model_name`` (see bench/calibrate_abstention.py)."""
-    data = json.loads(resources.files("index").joinpath("calibration.json").read_text("utf-8"))
-    found = data.get("models", {}).get(model_name)
-    if found is None:
-        LOG.warning(
-            "no calibrated abstention thresholds for model %r: the service will not abstain "
-            "(set MEDCITE_THRESHOLDS to enable it)",
-            model_name,
-        )
-        return {}
-    return {k: float(v) for k, v in found["thresholds"].items()}

@@ -62,3 +62,22 @@ def serve(env: dict[str, str], log: Path, timeout: float = 180) -> Iterator[str]
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def write_relevance_model(path: Path, threshold: float = 0.5, **coef: float) -> Path:
+    """A hand-made relevance model file (MEDCITE_RELEVANCE_MODEL): the given coefficients
+    on raw features, ``intercept`` among them; every embedding model gets it."""
+    import json
+
+    from index.relevance import FEATURES
+
+    model = {
+        "features": list(FEATURES),
+        "mean": [0.0] * len(FEATURES),
+        "scale": [1.0] * len(FEATURES),
+        "coef": [coef.get(f, 0.0) for f in FEATURES],
+        "intercept": coef.get("intercept", 0.0),
+        "threshold": threshold,
+    }
+    path.write_text(json.dumps({"models": {"intfloat/multilingual-e5-small": model}}), "utf-8")
+    return path

@@ -67,12 +67,17 @@ def test_seed_chunks_at_200_tokens(seeds: LoadResult) -> None:
         per_file[c.source] = per_file.get(c.source, 0) + 1
     assert per_file == {
         "000_1e25916c291d4d20.txt": 20,
-        "001_f6e1ae9f4f4596cb.txt": 6,
+        "001_f6e1ae9f4f4596cb.txt": 5,
         "002_e80cb361c43bb8f7.txt": 6,
         "003_322f64557f9a19d7.txt": 3,
         "004_3a0b4b9e837dc788.txt": 4,
     }
     assert all(c.n_tokens <= 200 for c in chunks)
+    # A heading with no body is never a passage: "1. Lumbar muscle strain" leads the
+    # passage of the text it heads.
+    assert not [c.text for c in chunks if c.text in ("1. Lumbar muscle strain",)]
+    (strain,) = [c for c in chunks if c.text.startswith("1. Lumbar muscle strain")]
+    assert "Low back pain is mostly caused" in strain.text
     by_doc: dict[str, list[Chunk]] = {}
     for c in chunks:
         by_doc.setdefault(c.doc_id, []).append(c)

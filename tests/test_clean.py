@@ -137,13 +137,13 @@ def test_en_seed_titles_sections_and_numbered_lists(seeds: LoadResult) -> None:
     segs = seg_texts(seeds, d1)
     # the repeated title line is dropped, not kept as content
     assert segs[0][0] is None and segs[0][1].startswith("I believe everyone is familiar")
-    # a heading with no body is kept as its own content, without a section
-    assert segs[1] == (None, "1. Lumbar muscle strain")
-    assert segs[2][0] == "2. Catch a cold" and segs[2][1].startswith("Low back pain is mostly")
-    assert segs[3][0] == "3. Fatigue during pregnancy and postpartum period"
+    # a heading with no body is no passage of its own: the text it heads starts at it
+    assert segs[1][0] == "2. Catch a cold"
+    assert segs[1][1].startswith("1. Lumbar muscle strain\n\n2. Catch a cold\n\nLow back pain")
+    assert segs[2][0] == "3. Fatigue during pregnancy and postpartum period"
     # "4. ... With the increase ..." is a numbered paragraph: it ends section 3
-    assert segs[4][0] is None and segs[4][1].startswith("4. Lumbar spine diseases")
-    assert segs[4][1].endswith("the causes of back pain after spontaneous abortion.")
+    assert segs[3][0] is None and segs[3][1].startswith("4. Lumbar spine diseases")
+    assert segs[3][1].endswith("the causes of back pain after spontaneous abortion.")
 
     (d2,) = docs_of(seeds, "002_e80cb361c43bb8f7.txt")
     assert d2.title == "Pregnant woman with back pain"

@@ -39,7 +39,7 @@ def test_ingest_reports_every_file_and_search_prints_api_json(tmp_path: Path) ->
     assert report["embedded"] == report["chunks"] > 0
 
     again = runner.invoke(main, ["ingest", str(corpus)], env=env)
-    assert again.exit_code == 0 and "0 embedded" in again.stdout
+    assert again.exit_code == 0 and "0 texts embedded" in again.stdout
 
     found = runner.invoke(main, ["search", "back pain in pregnancy", "--json"], env=env)
     assert found.exit_code == 0, found.output

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from support import write_relevance_model
 
 from service.cli import main
 
@@ -32,36 +34,42 @@ def write_set(root: Path) -> tuple[Path, Path, Path]:
     return root / "corpus.jsonl", root / "queries.jsonl", root / "qrels.tsv"
 
 
-def test_bm25_metrics_match_hand_computation(tmp_path: Path) -> None:
+def test_bm25_ranking_metrics_match_hand_computation(tmp_path: Path) -> None:
     corpus, queries, qrels = write_set(tmp_path / "set")
     env = {"MEDCITE_MODEL": "hashing-32", "MEDCITE_CACHE_DIR": str(tmp_path / "cache")}
     args = ["eval", "--corpus", str(corpus), "--queries", str(queries), "--qrels", str(qrels)]
-    result = CliRunner().invoke(main, [*args, "--methods", "bm25", "--json"], env=env)
+    result = CliRunner().invoke(main, [*args, "--methods", "bm25", "--no-gate", "--json"], env=env)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    assert report["gate"] is False and "answered" not in report
     # q1 "apple": d1 first -> nDCG 1, MRR 1. q2 "banana": d2 (not relevant), d3, d1 (no match).
-    ndcg_q2 = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
     assert report["queries"] == 2  # q3 has no judgement; q2's grade-0 line is ignored
-    assert report["ndcg@10"] == pytest.approx((1 + ndcg_q2) / 2, abs=1e-4)
+    assert report["ndcg@10"] == pytest.approx((1 + NDCG_Q2) / 2, abs=1e-4)
     assert report["recall@10"] == pytest.approx(1.0)
     assert report["recall@100"] == pytest.approx(1.0)
     assert report["mrr@10"] == pytest.approx((1 + 1 / 2) / 2)
     assert report["per_language"]["en"]["queries"] == 2
     # The second run reuses the index built by the first.
-    again = CliRunner().invoke(main, [*args, "--methods", "bm25,dense"], env=env)
+    again = CliRunner().invoke(main, [*args, "--methods", "bm25,dense", "--no-gate"], env=env)
     assert again.exit_code == 0, again.output
     assert "bm25" in again.stdout and "dense" in again.stdout
 
 
-def test_run_files_compare_and_abstention_figures(tmp_path: Path) -> None:
+NDCG_Q2 = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+
+
+def test_gated_eval_scores_what_search_returns(tmp_path: Path) -> None:
+    """Through the gate: P = sigmoid(10 * lexical_match - 5), so a passage with a BM25 match
+    is 0.9933 and one without 0.0067; the threshold 0.5 answers q1 and q2 and abstains on
+    q4, which matches nothing."""
     corpus, queries, qrels = write_set(tmp_path / "set")
     with queries.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps({"id": "q4", "text": "weather tomorrow", "answerable": False}) + "\n")
+    model = write_relevance_model(tmp_path / "model.json", lexical_match=10.0, intercept=-5.0)
     env = {
         "MEDCITE_MODEL": "hashing-32",
         "MEDCITE_CACHE_DIR": str(tmp_path / "cache"),
-        # A gate nothing clears: every query abstains.
-        "MEDCITE_THRESHOLDS": '{"en->en": 1.5}',
+        "MEDCITE_RELEVANCE_MODEL": str(model),
     }
     run = tmp_path / "run.txt"
     args = ["eval", "--corpus", str(corpus), "--queries", str(queries), "--qrels", str(qrels)]
@@ -70,19 +78,45 @@ def test_run_files_compare_and_abstention_figures(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["abstention"] == {
-        "answerable_queries": 2,
-        "unanswerable_queries": 1,
-        "abstained_on_answerable": 2,
-        "abstained_on_unanswerable": 1,
-        "precision": pytest.approx(1 / 3, abs=1e-4),
-        "recall": 1.0,
-    }
+    assert report["gate"] is True and report["k"] == 10 and report["min_relevance"] == 0.5
+    assert report["answered"] == 1.0
+    assert report["abstention"] == {"unanswerable_queries": 1, "abstained": 1, "rate": 1.0}
+    # Ordered by P, then by the fused (BM25) score: q1 d1 first; q2 d2, d3, then d1.
+    assert report["ndcg@10"] == pytest.approx((1 + NDCG_Q2) / 2, abs=1e-4)
+    assert report["recall@100"] is None  # /search returns 10 passages
+    # ECE: bin 0.99 holds q1-d1 (relevant), q2-d2 (not), q2-d3 (relevant); bin 0.00 holds
+    # q1-d2, q1-d3 (not) and q2-d1 (relevant): |0.9933 - 2/3| and |0.0067 - 1/3|, each x 3/6.
+    p_hi, p_lo = 1 / (1 + math.exp(-5)), 1 / (1 + math.exp(5))
+    ece = (abs(p_hi - 2 / 3) + abs(p_lo - 1 / 3)) / 2
+    assert report["ece"] == pytest.approx(ece, abs=1e-4)
     bm25_run = tmp_path / "run.bm25.txt"
     lines = bm25_run.read_text().splitlines()
     assert lines[0].split() == ["q1", "Q0", "d1", "1", lines[0].split()[4], "medcite-bm25"]
     assert {line.split()[0] for line in lines} == {"q1", "q2"}
 
+    # A threshold nothing reaches: every question abstains and scores 0.
+    strict = CliRunner().invoke(
+        main, [*args, "--methods", "bm25", "--json"], env=env | {"MEDCITE_MIN_RELEVANCE": "1"}
+    )
+    assert strict.exit_code == 0, strict.output
+    report = json.loads(strict.stdout)
+    assert report["answered"] == 0.0 and report["ndcg@10"] == 0.0
+    assert report["abstention"]["rate"] == 1.0
+
+
+def test_run_files_and_compare(tmp_path: Path) -> None:
+    corpus, queries, qrels = write_set(tmp_path / "set")
+    env = {"MEDCITE_MODEL": "hashing-32", "MEDCITE_CACHE_DIR": str(tmp_path / "cache")}
+    run = tmp_path / "run.txt"
+    args = ["eval", "--corpus", str(corpus), "--queries", str(queries), "--qrels", str(qrels)]
+    result = CliRunner().invoke(
+        main,
+        [*args, "--methods", "bm25,dense", "--no-gate", "--run-file", str(run), "--json"],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    bm25_run = tmp_path / "run.bm25.txt"
     compared = CliRunner().invoke(
         main,
         [
@@ -142,6 +176,9 @@ def test_inline_judgements_rank_source_files(tmp_path: Path) -> None:
     ]
     queries.write_text("\n".join(json.dumps(r) for r in rows) + "\n", "utf-8")
     env = {"MEDCITE_MODEL": "hashing-32", "MEDCITE_CACHE_DIR": str(tmp_path / "cache")}
+    env["MEDCITE_RELEVANCE_MODEL"] = str(
+        write_relevance_model(tmp_path / "model.json", lexical_match=10.0, intercept=-5.0)
+    )
     args = ["eval", "--corpus", str(corpus), "--queries", str(queries), "--json"]
     result = CliRunner().invoke(main, [*args, "--methods", "bm25"], env=env)
     assert result.exit_code == 0, result.output
@@ -149,10 +186,9 @@ def test_inline_judgements_rank_source_files(tmp_path: Path) -> None:
     assert report["unit"] == "source"
     assert report["queries"] == 2
     # q1: a.txt first. q2 "banana": b.txt (not relevant), c.txt, then a.txt (no match).
-    ndcg_q2 = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
-    assert report["ndcg@10"] == pytest.approx((1 + ndcg_q2) / 2, abs=1e-4)
+    assert report["ndcg@10"] == pytest.approx((1 + NDCG_Q2) / 2, abs=1e-4)
     assert report["mrr@10"] == pytest.approx((1 + 1 / 2) / 2)
-    assert report["abstention"]["unanswerable_queries"] == 1
+    assert report["abstention"] == {"unanswerable_queries": 1, "abstained": 1, "rate": 1.0}
 
 
 def test_eval_needs_judgements(tmp_path: Path) -> None:
@@ -164,3 +200,58 @@ def test_eval_needs_judgements(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "no judgements" in result.output
     assert "Traceback" not in result.output
+
+
+def test_eval_scores_exactly_what_search_batch_returns(
+    tmp_path: Path, seed_index_dir: Path, seed_engine: Any
+) -> None:
+    """Real model, bundled corpus: the ranking `medcite eval` scores (its TREC run) and its
+    answered / abstained counts are those of POST /search/batch with k=10."""
+    from fastapi.testclient import TestClient
+    from support import CORPUS, REPO, cache_dir
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    rows = [
+        json.loads(line)
+        for line in (REPO / "bench" / "data" / "bundled_questions.jsonl").read_text().splitlines()
+    ][::3]
+    rows += [
+        {"id": "off1", "text": "how do I change a flat tyre on my car", "relevant": []},
+        {"id": "off2", "text": "红烧肉怎么做好吃", "relevant": []},
+    ]
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    run = tmp_path / "run.txt"
+    env = {"MEDCITE_CACHE_DIR": str(cache_dir())}
+    args = ["eval", "--corpus", str(CORPUS), "--queries", str(queries), "--json"]
+    args += ["--index-dir", str(seed_index_dir), "--run-file", str(run)]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["gate"] is True and report["unit"] == "source"
+    ranked: dict[str, list[str]] = {}
+    for line in run.read_text().splitlines():
+        qid, _, doc, rank, _, _ = line.split()
+        ranked.setdefault(qid, []).append(doc)
+        assert int(rank) == len(ranked[qid])
+
+    settings = Settings(index_dir=seed_index_dir, cache_dir=cache_dir(), rate_limit_per_minute=0)
+    with TestClient(create_app(settings, engine=seed_engine)) as client:
+        body = {"queries": [{"query": r["text"], "k": 10} for r in rows]}
+        response = client.post("/search/batch", json=body)
+    assert response.status_code == 200, response.text
+    answerable = [r for r in rows if r["relevant"]]
+    answered = 0
+    abstained = 0
+    for row, got in zip(rows, response.json()["results"], strict=True):
+        files = list(dict.fromkeys(p["source"] for p in got["passages"]))
+        if row["relevant"]:
+            answered += got["answerable"]
+            assert files == ranked.get(row["id"], []), row["text"]
+        else:
+            abstained += not got["answerable"]
+            assert row["id"] not in ranked
+    assert report["answered"] == round(answered / len(answerable), 4)
+    assert report["abstention"]["abstained"] == abstained == 2

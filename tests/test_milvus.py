@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from support import CORPUS
+from support import CORPUS, write_relevance_model
 
 from index.build import BuildSettings, build_index, remove_documents
 from index.embed import HashingEmbedder
@@ -204,6 +204,10 @@ def test_eval_on_milvus_gives_the_hand_computed_bm25_metrics(tmp_path: Path) -> 
         "MEDCITE_CACHE_DIR": str(tmp_path / "cache"),
         "MEDCITE_INDEX_BACKEND": "milvus",
         "MEDCITE_MILVUS_URI": str(tmp_path / "milvus.db"),
+        # Through the gate with test_eval.py's hand-made model: P = sigmoid(10 x BM25 match - 5).
+        "MEDCITE_RELEVANCE_MODEL": str(
+            write_relevance_model(tmp_path / "model.json", lexical_match=10.0, intercept=-5.0)
+        ),
     }
     args = ["eval", "--corpus", str(corpus), "--queries", str(queries), "--qrels", str(qrels)]
     args += ["--index-dir", str(tmp_path / "idx"), "--methods", "bm25", "--json"]
@@ -213,6 +217,7 @@ def test_eval_on_milvus_gives_the_hand_computed_bm25_metrics(tmp_path: Path) -> 
     ndcg_q2 = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
     assert report["ndcg@10"] == pytest.approx((1 + ndcg_q2) / 2, abs=1e-4)
     assert report["mrr@10"] == pytest.approx((1 + 1 / 2) / 2)
+    assert report["answered"] == 1.0
     # A second run reuses the files and the collection; a new Lite file gets the
     # collection published from the reused files.
     env["MEDCITE_MILVUS_URI"] = str(tmp_path / "other.db")
@@ -229,7 +234,7 @@ def test_ingest_and_search_commands_use_milvus(tmp_path: Path) -> None:
         "MEDCITE_CACHE_DIR": str(tmp_path / "cache"),
         "MEDCITE_INDEX_DIR": str(tmp_path / "idx"),
         "MEDCITE_INDEX_BACKEND": "milvus",
-        "MEDCITE_THRESHOLDS": "{}",
+        "MEDCITE_ABSTAIN": "false",
     }
     done = CliRunner().invoke(main, ["ingest", str(CORPUS)], env=env)
     assert done.exit_code == 0, done.output
@@ -288,7 +293,7 @@ def test_admin_ingest_reload_and_delete_publish_to_milvus(tmp_path: Path) -> Non
         cache_dir=tmp_path / "cache",
         corpus_dir=corpus,
         model="hashing-32",
-        thresholds={},
+        abstain=False,
         index_backend="milvus",
         admin_api_key=key,
     )
@@ -321,7 +326,7 @@ def test_a_failing_milvus_is_a_503_with_retry_after(tmp_path: Path, backend: Mil
     from service.settings import Settings
 
     build(CORPUS, tmp_path / "idx", backend)
-    settings = Settings(index_dir=tmp_path / "idx", model="hashing-32", thresholds={})
+    settings = Settings(index_dir=tmp_path / "idx", model="hashing-32", abstain=False)
     index = load_index(tmp_path / "idx", backend=backend)
     engine = Engine(index, HashingEmbedder(32), settings.search("hashing-32"), backend=None)
     with TestClient(create_app(settings, engine=engine)) as c:

@@ -231,8 +231,11 @@ def test_markdown_front_matter_headings_and_title(mixed: Path) -> None:
             "Sciatica is pain that runs from the lower back down one leg. It is common "
             "late in pregnancy.",
         ),
-        (None, "Red flags"),  # a heading without a body: its own content, without the marks
-        ("Stretches", "Gentle stretches ease the pressure on the nerve."),
+        # a heading without a body joins the text it heads, which starts at it
+        (
+            "Stretches",
+            "Red flags\n\n## Stretches\n\nGentle stretches ease the pressure on the nerve.",
+        ),
     ]
 
 

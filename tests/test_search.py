@@ -9,6 +9,7 @@ import pytest
 from index.build import BuildSettings, build_index
 from index.embed import HashingEmbedder
 from index.errors import EmptyQuery, QueryTooLong
+from index.relevance import FEATURES, RelevanceModel
 from index.search import SearchSettings, rank_documents, search
 from index.store import LoadedIndex, load_index
 from ingest import load
@@ -85,14 +86,58 @@ def test_near_identical_passages_are_not_repeated(index: LoadedIndex) -> None:
     assert len(result.hits) == 1
 
 
-def test_abstains_when_no_partition_clears_its_threshold(index: LoadedIndex) -> None:
-    gate = {"en->en": 0.999, "en->zh": 0.999}
-    result = search(index, EMB, "back pain", k=5, settings=replace(OPEN, thresholds=gate))
+def _model(threshold: float, **coef: float) -> RelevanceModel:
+    """A hand-made relevance model: the given coefficients on raw (unscaled) features."""
+    n = len(FEATURES)
+    return RelevanceModel(
+        FEATURES,
+        (0.0,) * n,
+        (1.0,) * n,
+        tuple(coef.get(f, 0.0) for f in FEATURES),
+        coef.get("intercept", 0.0),
+        threshold,
+    )
+
+
+def test_abstains_when_the_best_passage_is_under_the_threshold(index: LoadedIndex) -> None:
+    model = _model(0.5, fused=1.0)  # P = sigmoid(fused) <= 0.73
+    result = search(index, EMB, "back pain", k=5, settings=replace(OPEN, relevance=model))
+    assert result.answerable and result.best is not None and result.best > 0.5
+    strict = replace(OPEN, relevance=model, min_relevance=0.99)
+    result = search(index, EMB, "back pain", k=5, settings=strict)
     assert not result.answerable and result.hits == ()
-    assert set(result.best_dense) == {"en", "zh"}
-    open_gate = {"en->en": -1.0, "en->zh": 0.999}
-    result = search(index, EMB, "back pain", k=5, settings=replace(OPEN, thresholds=open_gate))
+    assert result.best is not None and result.best < 0.99
+    # Abstention switched off: the passages are shown all the same.
+    result = search(index, EMB, "back pain", k=5, settings=replace(strict, abstain=False))
+    assert result.answerable and result.hits
+
+
+def test_scores_are_probabilities_best_first(index: LoadedIndex) -> None:
+    model = _model(0.1, dense_gap=8.0, fused=2.0, intercept=-1.0)
+    result = search(index, EMB, "back pain uterus", k=50, settings=replace(OPEN, relevance=model))
+    scores = [h.score for h in result.hits]
+    assert scores and all(0.0 < s < 1.0 for s in scores)
+    assert scores == sorted(scores, reverse=True)
+    assert index.probes is not None  # measured by the first search with a model
+    assert {"en->en", "en->zh", "zh->en", "zh->zh"} <= set(index.probes.levels)
+
+
+def test_other_language_passages_need_the_threshold_themselves(index: LoadedIndex) -> None:
+    # Same-language passages score 0.99, the others 0.007: an English question shows only
+    # English passages, unless it asks for Chinese ones.
+    model = _model(0.5, same_language=10.0, intercept=-5.0)
+    settings = replace(OPEN, relevance=model)
+    result = search(index, EMB, "back pain uterus", k=50, settings=settings)
     assert result.answerable and {h.chunk.language for h in result.hits} == {"en"}
+    zh = search(index, EMB, "back pain uterus", k=50, language="zh", settings=settings)
+    assert not zh.answerable  # only Chinese candidates, none above the threshold
+    asked = replace(settings, abstain=False)
+    zh = search(index, EMB, "back pain uterus", k=50, language="zh", settings=asked)
+    assert zh.hits and {h.chunk.language for h in zh.hits} == {"zh"}
+    # A model that rates the other language highly lets it in.
+    model = _model(0.5, intercept=5.0)
+    result = search(index, EMB, "back pain uterus", k=50, settings=replace(OPEN, relevance=model))
+    assert {h.chunk.language for h in result.hits} == {"en", "zh"}
 
 
 def test_both_languages_are_merged_when_both_clear(index: LoadedIndex) -> None:
@@ -111,7 +156,7 @@ def test_bad_queries_raise_domain_errors(index: LoadedIndex) -> None:
 
 def test_rank_documents_groups_chunks_by_doc(index: LoadedIndex) -> None:
     qv = EMB.embed(["back pain"], kind="query")[0]
-    ranked = rank_documents(index, qv, "back pain", k=10, settings=OPEN)
+    ranked = rank_documents(index, EMB, qv, "back pain", k=10, settings=OPEN)
     docs = [d for d, _ in ranked]
     assert len(docs) == len(set(docs)) == len(ARTICLES)
     assert np.all(np.diff([s for _, s in ranked]) <= 1e-9)

@@ -5,11 +5,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.build import BuildSettings, build_index
+from index.build import BuildSettings, build_index, remove_documents
 from index.cache import EmbeddingCache
 from index.embed import HashingEmbedder
 from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
-from index.store import check_compatible, current_version, load_index, read_manifest
+from index.store import (
+    LoadedIndex,
+    check_compatible,
+    current_version,
+    load_index,
+    read_manifest,
+)
 from ingest import load
 from ingest.types import ChunkSettings
 
@@ -21,6 +27,7 @@ ZH = (
     "流产后腰疼怎么办\n\n流产后腰疼多与子宫收缩有关。注意休息，避免劳累。"
     "如果疼痛加重，请及时就医。\n"
 )
+EMB = HashingEmbedder(32)
 EXTRA = "Headache after birth\n\nA headache after giving birth is often due to dehydration.\n"
 
 
@@ -56,18 +63,56 @@ def test_built_index_loads_with_exact_spans(tmp_path: Path) -> None:
     assert manifest["counts"]["chunks"] == report.chunks
 
 
+def _texts(index: LoadedIndex, source: str | None = None) -> int:
+    """Texts an ingest embeds: every chunk, and each sentence of a chunk of several."""
+    counts = np.diff(index.sentence_offsets)
+    rows = [r for r, c in enumerate(index.chunks) if source in (None, c.source)]
+    return len(rows) + int(sum(counts[r] for r in rows if counts[r] > 1))
+
+
 def test_reingest_embeds_nothing_and_a_new_file_only_itself(tmp_path: Path) -> None:
     corpus = make_corpus(tmp_path / "c")
     cache = EmbeddingCache(tmp_path / "cache.sqlite")
     first = build(corpus, tmp_path / "idx", cache)
-    assert first.embedded == first.chunks
+    assert first.embedded == _texts(load_index(tmp_path / "idx")) > first.chunks
     again = build(corpus, tmp_path / "idx", cache)
-    assert again.embedded == 0 and again.reused == first.chunks
+    assert again.embedded == 0 and again.reused == first.embedded
     (corpus / "extra.txt").write_text(EXTRA, encoding="utf-8")
     more = build(corpus, tmp_path / "idx", cache)
-    extra_chunks = sum(c.source == "extra.txt" for c in load_index(tmp_path / "idx").chunks)
-    assert more.embedded == extra_chunks > 0
+    assert more.embedded == _texts(load_index(tmp_path / "idx"), "extra.txt") > 0
     cache.close()
+
+
+def test_sentences_are_exact_spans_inside_their_chunks(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "c")
+    (corpus / "extra.txt").write_text(EXTRA, encoding="utf-8")  # a chunk of one sentence
+    report = build(corpus, tmp_path / "idx")
+    index = load_index(tmp_path / "idx")
+    assert report.sentences == len(index.sentences) > report.chunks
+    assert index.sentence_vectors.shape == (len(index.sentences), 32)
+    off = index.sentence_offsets
+    assert off[0] == 0 and off[-1] == len(index.sentences) and np.all(np.diff(off) >= 1)
+    for row, chunk in enumerate(index.chunks):
+        spans = index.sentences[off[row] : off[row + 1]]
+        assert set(spans[:, 0].tolist()) == {row}
+        text = index.sources[chunk.source].text
+        for _, a, b in spans.tolist():
+            assert chunk.start <= a < b <= chunk.end and text[a:b].strip() == text[a:b]
+        if len(spans) == 1:  # a chunk of one sentence reuses its own vector
+            assert np.array_equal(index.sentence_vectors[off[row]], index.vectors[row])
+        else:
+            vectors = EMB.embed([text[a:b] for _, a, b in spans.tolist()], kind="passage")
+            assert np.allclose(index.sentence_vectors[off[row] : off[row + 1]], vectors)
+    # Removing a document keeps every other chunk's sentences, re-numbered.
+    doc = index.chunks[0].doc_id
+    remove_documents(tmp_path / "idx", {doc}, hnsw_threshold=10_000)
+    after = load_index(tmp_path / "idx")
+    kept = [(c.chunk_id, r) for r, c in enumerate(index.chunks) if c.doc_id != doc]
+    for new_row, (chunk_id, old_row) in enumerate(kept):
+        assert after.chunks[new_row].chunk_id == chunk_id
+        old = index.sentences[off[old_row] : off[old_row + 1], 1:]
+        new = after.sentences[after.sentence_offsets[new_row] : after.sentence_offsets[new_row + 1]]
+        assert np.array_equal(new[:, 1:], old) and set(new[:, 0].tolist()) == {new_row}
 
 
 def test_missing_index_is_reported(tmp_path: Path) -> None:

@@ -246,6 +246,16 @@ def assert_cards_match_the_api(driver: webdriver.Chrome, body: dict[str, Any]) -
         assert c["doc_id"] == p["doc_id"] and c["language"] == p["language"]
         assert c["section"] == (f"§ {p['section']}" if p["section"] else None)
         assert c["visible"]
+    # The evidence sentence of every passage is marked inside it, exactly.
+    marks = driver.find_elements(By.CSS_SELECTOR, "#cards .passage")
+    assert len(marks) == len(body["passages"])
+    for quote_el, p in zip(marks, body["passages"], strict=True):
+        evidence = [
+            e.get_attribute("textContent")
+            for e in quote_el.find_elements(By.CSS_SELECTOR, "mark.evidence")
+        ]
+        assert evidence == [e["text"] for e in p["evidence"]]
+        assert ("truncated" in (quote_el.get_attribute("class") or "")) == p["truncated"]
 
 
 def active_is(driver: webdriver.Chrome, element: WebElement) -> bool:

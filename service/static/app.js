@@ -133,6 +133,28 @@
     if (last < text.length) parent.append(document.createTextNode(text.slice(last)));
   }
 
+  // The passage with its evidence sentences (spans into the same source) marked.
+  function appendPassage(parent, p) {
+    const length = p.end - p.start;
+    const spans = (Array.isArray(p.evidence) ? p.evidence : [])
+      .map((e) => [e.start - p.start, e.end - p.start])
+      .filter(([a, b]) => Number.isInteger(a) && Number.isInteger(b) && a >= 0 && a < b && b <= length)
+      .sort((x, y) => x[0] - y[0]);
+    const unit = offsetMapper(p.text);
+    let last = 0;
+    for (const [a, b] of spans) {
+      const from = unit(a);
+      const to = unit(b);
+      if (from < last) continue;
+      appendHighlighted(parent, p.text.slice(last, from), "term");
+      const mark = h("mark", { class: "evidence" });
+      appendHighlighted(mark, p.text.slice(from, to), "term");
+      parent.append(mark);
+      last = to;
+    }
+    appendHighlighted(parent, p.text.slice(last), "term");
+  }
+
   // API offsets count code points; JavaScript strings index UTF-16 code units.
   function offsetMapper(text) {
     if (!/[\uD800-\uDFFF]/.test(text)) return (i) => i;
@@ -250,7 +272,9 @@
       p.date,
     ].filter(Boolean);
     const passage = h("blockquote", { class: "passage", lang: p.language });
-    appendHighlighted(passage, p.text, "term");
+    appendPassage(passage, p);
+    // The source breaks this summary off: an ellipsis (CSS), the cited text stays exact.
+    if (p.truncated === true) passage.classList.add("truncated");
     const show = h("button", { type: "button", class: "show-source", "aria-describedby": id });
     show.textContent = t.show;
     show.addEventListener("click", () => openSource(p, show));

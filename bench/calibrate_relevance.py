@@ -1,0 +1,458 @@
+"""Fit the relevance model (P(relevant) per passage) and show that it transfers across corpora.
+
+    python bench/calibrate_relevance.py [--evaldata ../shared/evaldata] [--work DIR]
+                                        [--per-set 600] [--write | --out FILE]
+
+What it does, in order:
+1. Indexes (or reuses, in --work) every development corpus: the bundled corpus/, the BEIR
+   sets zh_toyhom_im, zh_kuake_qtr and en_medquad_lite, and en_medquad_lite with a quarter of
+   its topics removed (every document of those titles): their questions become unanswerable.
+2. Collects, through the same code as ``/search`` (:func:`index.search.score_candidates`),
+   the features of the top candidates of every question, labelled by the judgements:
+   answerable questions (up to --per-set per set), off-topic questions
+   (bench/data/offtopic_eval.jsonl, split in two halves: "fit" and "held-out") against every
+   index, removed-topic MedQuAD questions, and health questions the bundled corpus does not
+   answer.
+3. Leave one corpus out: fits on the other corpora (and the "fit" half of the off-topic
+   questions), picks the threshold there, and reports on the corpus left out (and the
+   held-out half): answered rate, abstention per kind, ECE, per language pair.
+4. Fits the shipped model on every corpus (still without the held-out off-topic half) and,
+   with --write, stores it in index/relevance.json for the model; with --out FILE, in a file
+   of its own that MEDCITE_RELEVANCE_MODEL=FILE serves.
+
+When to run it on your own corpus: the shipped model already measures every index against
+off-topic probes when it is loaded, so a new corpus needs no labels. Run this (adding your
+own judged questions as a set) when you change the embedding model, or when `medcite eval`
+on judged questions of your corpus shows an answered rate or abstention far from the table in
+the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "bench" / "data"
+TOP = 20  # candidates per question used for fitting (best fused first)
+
+
+@dataclass
+class QuestionSet:
+    name: str
+    corpus: Path
+    answerable: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    # kind -> {qid: text}; kinds: offtopic-fit, offtopic-heldout, removed-topic, health
+    unanswerable: dict[str, dict[str, str]] = field(default_factory=dict)
+    index_name: str = ""
+
+
+@dataclass
+class Example:
+    """One question's top candidates."""
+
+    set: str
+    kind: str  # "answerable" or an unanswerable kind
+    qid: str
+    qlang: str
+    x: np.ndarray  # [n, features]
+    y: np.ndarray  # [n] judged relevant
+    plang: list[str]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
+
+
+def offtopic_halves() -> tuple[dict[str, str], dict[str, str]]:
+    rows = read_jsonl(DATA / "offtopic_eval.jsonl")
+    fit = {r["id"]: r["text"] for r in rows if int(r["id"].rsplit("-", 1)[1]) % 2 == 0}
+    held = {r["id"]: r["text"] for r in rows if int(r["id"].rsplit("-", 1)[1]) % 2 == 1}
+    return fit, held
+
+
+def sample(d: dict[str, str], n: int, seed: int = 13) -> dict[str, str]:
+    keys = sorted(d)
+    random.Random(seed).shuffle(keys)
+    return {k: d[k] for k in sorted(keys[:n])}
+
+
+def question_sets(evaldata: Path, work: Path, per_set: int) -> list[QuestionSet]:
+    from service.evaluate import load_qrels, load_queries
+
+    fit, held = offtopic_halves()
+    sets = []
+    bundled = read_jsonl(DATA / "bundled_questions.jsonl")
+    seed_dev = evaldata / "seed_dev_queries.jsonl"
+    extra = read_jsonl(seed_dev) if seed_dev.is_file() else []
+    answer = {r["id"]: r["text"] for r in bundled + extra if r.get("relevant")}
+    qrels = {r["id"]: {f: 1 for f in r["relevant"]} for r in bundled + extra if r.get("relevant")}
+    health = {r["id"]: r["text"] for r in bundled + extra if r.get("relevant") == []}
+    for r in read_jsonl(DATA / "abstention_dev.jsonl"):
+        if not r["relevant_languages"]:
+            health[r["id"]] = r["text"]
+    sets.append(
+        QuestionSet(
+            "bundled",
+            REPO / "corpus",
+            answer,
+            qrels,
+            {"offtopic-fit": fit, "offtopic-heldout": held, "health": health},
+        )
+    )
+    for name, qrels_file in (
+        ("zh_toyhom_im", "qrels.tsv"),
+        ("zh_kuake_qtr", "qrels_binary.tsv"),
+        ("en_medquad_lite", "qrels.tsv"),
+    ):
+        folder = evaldata / name
+        if not folder.is_dir():
+            print(f"skipping {name}: {folder} is absent", file=sys.stderr)
+            continue
+        q = load_queries(folder / "queries.jsonl")
+        judged = load_qrels(folder / qrels_file)
+        texts = {k: v for k, v in q.texts.items() if k in judged and v.strip()}
+        sets.append(
+            QuestionSet(
+                name,
+                folder / "corpus.jsonl",
+                sample(texts, per_set),
+                judged,
+                {"offtopic-fit": fit, "offtopic-heldout": held},
+            )
+        )
+        if name == "en_medquad_lite":
+            sets.append(removed_topics(folder, judged, texts, work, fit, held))
+    return sets
+
+
+def removed_topics(
+    folder: Path,
+    qrels: dict[str, dict[str, int]],
+    texts: dict[str, str],
+    work: Path,
+    fit: dict[str, str],
+    held: dict[str, str],
+) -> QuestionSet:
+    """en_medquad_lite without a quarter of the questions' topics (every document of the
+    title): those questions are unanswerable; the others stay answerable."""
+    docs = read_jsonl(folder / "corpus.jsonl")
+    title = {d["_id"] if "_id" in d else d["id"]: d.get("title", "") for d in docs}
+    topics = sorted({title[d] for q in texts for d in qrels[q] if d in title})
+    random.Random(7).shuffle(topics)
+    removed = set(topics[: len(topics) // 4])
+    out = work / "en_medquad_lite_removed"
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = out / "corpus.jsonl"
+    kept = [d for d in docs if d.get("title", "") not in removed]
+    if not corpus.is_file():
+        corpus.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in kept), "utf-8")
+    gone = {q: t for q, t in texts.items() if any(title.get(d) in removed for d in qrels[q])}
+    stay = {q: t for q, t in texts.items() if q not in gone}
+    return QuestionSet(
+        "en_medquad_lite_removed",
+        corpus,
+        stay,
+        qrels,
+        {"removed-topic": gone, "offtopic-fit": fit, "offtopic-heldout": held},
+    )
+
+
+def collect(qs: QuestionSet, work: Path, settings: Any, embedder: Any) -> list[Example]:
+    from index.cache import EmbeddingCache, embed_cached
+    from index.relevance import FEATURES, RelevanceModel
+    from index.search import ensure_probe_levels, score_candidates
+    from index.store import load_index
+    from ingest.language import detect_language
+    from service.evaluate import _judged_unit, ensure_index
+
+    index_dir = ensure_index(
+        qs.corpus, settings, work / f"index-{qs.name}", embedder=embedder, progress=True
+    )
+    index = load_index(index_dir)
+    unit = _judged_unit(index, qs.qrels) or (lambda d: d)
+    flat = dict.fromkeys(FEATURES, 0.0)
+    neutral = RelevanceModel(
+        tuple(flat), (0.0,) * len(flat), (1.0,) * len(flat), (0.0,) * len(flat), 0.0, 0.5
+    )
+    search_settings = dataclasses.replace(settings.search(embedder.name), relevance=neutral)
+    batches: list[tuple[str, dict[str, str]]] = [("answerable", qs.answerable)]
+    batches += sorted(qs.unanswerable.items())
+    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    examples = []
+    try:
+        ensure_probe_levels(index, embedder, cache)
+        for kind, questions in batches:
+            qids = list(questions)
+            vectors, _ = embed_cached(
+                embedder, [questions[q] for q in qids], kind="query", cache=cache
+            )
+            for q, qv in zip(qids, vectors, strict=True):
+                text = questions[q].strip()
+                qlang = detect_language(text)
+                scored = score_candidates(
+                    index,
+                    embedder,
+                    qv,
+                    text,
+                    qlang,
+                    language=None,
+                    settings=search_settings,
+                    candidates=search_settings.candidates,
+                )
+                assert scored.features is not None
+                rows = scored.rows[:TOP].tolist()
+                judged = qs.qrels.get(q, {}) if kind == "answerable" else {}
+                y = np.array([int(judged.get(unit(index.chunks[r].doc_id), 0) > 0) for r in rows])
+                examples.append(
+                    Example(
+                        qs.name,
+                        kind,
+                        q,
+                        qlang,
+                        scored.features[:TOP],
+                        y,
+                        [index.chunks[r].language for r in rows],
+                    )
+                )
+    finally:
+        cache.close()
+    return examples
+
+
+def collect_cached(qs: QuestionSet, work: Path, settings: Any, embedder: Any) -> list[Example]:
+    """:func:`collect`, kept in ``work`` per set and reused while the questions, the features
+    and the index version are the same (delete the file to force a new collection)."""
+    import hashlib
+    import pickle
+
+    from index.relevance import FEATURES
+
+    key = hashlib.sha256(
+        json.dumps(
+            [sorted(qs.answerable.items()), sorted(qs.unanswerable.items()), FEATURES]
+        ).encode()
+    ).hexdigest()[:16]
+    path = work / f"features-{qs.name}-{key}.pkl"
+    index_dir = work / f"index-{qs.name}"
+    version = (
+        (index_dir / "CURRENT").read_text().strip() if (index_dir / "CURRENT").is_file() else ""
+    )
+    if path.is_file():
+        stored_version, examples = pickle.loads(path.read_bytes())
+        if stored_version == version:
+            return list(examples)
+    examples = collect(qs, work, settings, embedder)
+    version = (index_dir / "CURRENT").read_text().strip()
+    path.write_bytes(pickle.dumps((version, examples)))
+    return examples
+
+
+def fit(examples: list[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Logistic regression on standardised features; each set weighs the same."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.concatenate([e.x for e in examples])
+    y = np.concatenate([e.y for e in examples])
+    per_set: dict[str, int] = defaultdict(int)
+    for e in examples:
+        per_set[e.set] += e.y.size
+    w = np.concatenate([np.full(e.y.size, 1.0 / per_set[e.set]) for e in examples])
+    w *= w.size / w.sum()
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    clf = LogisticRegression(C=1.0, max_iter=2000)
+    clf.fit((x - mean) / scale, y, sample_weight=w)
+    return mean, scale, clf.coef_[0], float(clf.intercept_[0])
+
+
+def best_probability(e: Example, prob: Callable[[np.ndarray], np.ndarray]) -> float:
+    return float(prob(e.x).max()) if e.y.size else 0.0
+
+
+def rates(
+    examples: list[Example], prob: Callable[[np.ndarray], np.ndarray], threshold: float
+) -> dict[str, dict[str, float]]:
+    """Answered rate (answerable) and abstention rate (every other kind), per set."""
+    out: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for e in examples:
+        hit = best_probability(e, prob) >= threshold
+        out[e.set][e.kind].append(hit if e.kind == "answerable" else not hit)
+    return {s: {k: round(sum(v) / len(v), 4) for k, v in kinds.items()} for s, kinds in out.items()}
+
+
+GOALS = {"answerable": 0.95, "offtopic": 0.90, "removed-topic": 0.70, "health": 0.70}
+
+
+def choose_threshold(examples: list[Example], prob: Callable[[np.ndarray], np.ndarray]) -> float:
+    """The threshold that maximises, averaged over sets, the sum over kinds of the rate
+    against its goal (answered 95% of answerable; abstained on 90% of off-topic, 70% of
+    removed-topic and other-health questions), each capped at the goal; ties: the lower."""
+    best: tuple[float, float] = (-1.0, 0.0)
+    bests = {id(e): best_probability(e, prob) for e in examples}
+    for t in np.round(np.arange(0.01, 0.90, 0.005), 4).tolist():
+        per_set: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+        for e in examples:
+            hit = bests[id(e)] >= t
+            kind = "offtopic" if e.kind.startswith("offtopic") else e.kind
+            per_set[e.set][kind].append(hit if kind == "answerable" else not hit)
+        scores = []
+        for kinds in per_set.values():
+            scores.append(
+                sum(min(float(np.mean(v)) / GOALS[k], 1.0) for k, v in kinds.items() if v)
+            )
+        score = float(np.mean(scores))
+        if score > best[0] + 1e-9:
+            best = (score, t)
+    return best[1]
+
+
+def ece_by_pair(
+    examples: list[Example], prob: Callable[[np.ndarray], np.ndarray], threshold: float
+) -> dict[str, Any]:
+    """ECE over the top-10 candidates of answered answerable questions, per language pair."""
+    from service.evaluate import expected_calibration_error
+
+    by_pair: dict[str, tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))
+    for e in examples:
+        if e.kind != "answerable" or best_probability(e, prob) < threshold:
+            continue
+        p = prob(e.x[:10])
+        for pi, yi, lang in zip(p.tolist(), e.y[:10].tolist(), e.plang[:10], strict=True):
+            pair = f"{e.qlang}->{lang}"
+            by_pair[pair][0].append(pi)
+            by_pair[pair][1].append(int(yi))
+            by_pair["all"][0].append(pi)
+            by_pair["all"][1].append(int(yi))
+    return {
+        pair: {"passages": len(ps), "ece": expected_calibration_error(ps, ys)}
+        for pair, (ps, ys) in sorted(by_pair.items())
+    }
+
+
+def model_from(
+    mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float, threshold: float
+) -> Any:
+    from index.relevance import FEATURES, RelevanceModel
+
+    return RelevanceModel(
+        FEATURES,
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in scale),
+        tuple(float(v) for v in coef),
+        intercept,
+        threshold,
+        fitted_on=time.strftime("%Y-%m-%d"),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--evaldata", type=Path, default=REPO.parent / "shared" / "evaldata")
+    parser.add_argument("--work", type=Path, default=None, help="indexes and feature cache")
+    parser.add_argument("--per-set", type=int, default=600)
+    parser.add_argument(
+        "--sets", default=None, help="comma-separated set names to use (default: all found)"
+    )
+    parser.add_argument("--write", action="store_true", help="update index/relevance.json")
+    parser.add_argument("--out", type=Path, help="write the model to this file instead")
+    args = parser.parse_args()
+
+    from index.embed import load_embedder, set_threads
+    from service.settings import Settings
+
+    set_threads(1)
+    settings = Settings()
+    work = args.work or settings.cache_dir / "calibration"
+    work.mkdir(parents=True, exist_ok=True)
+    embedder = load_embedder(settings.model, cache_dir=settings.cache_dir)
+    examples: list[Example] = []
+    wanted = set(args.sets.split(",")) if args.sets else None
+    for qs in question_sets(args.evaldata, work, args.per_set):
+        if wanted is not None and qs.name not in wanted:
+            continue
+        t0 = time.perf_counter()
+        got = collect_cached(qs, work, settings, embedder)
+        examples += got
+        print(f"{qs.name}: {len(got)} questions in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    train_kinds = {"answerable", "offtopic-fit", "removed-topic", "health"}
+    sets = sorted({e.set for e in examples})
+    report: dict[str, Any] = {"leave_one_out": {}}
+    print("\nleave one corpus out (fit on the others + off-topic 'fit' half):")
+    for held in sets:
+        group = held.split("_removed")[0]  # the removed-topic variant goes with its corpus
+        train = [
+            e for e in examples if e.set.split("_removed")[0] != group and e.kind in train_kinds
+        ]
+        test = [e for e in examples if e.set == held and e.kind != "offtopic-fit"]
+        mean, scale, coef, intercept = fit(train)
+        model = model_from(mean, scale, coef, intercept, 0.5)
+        threshold = choose_threshold(train, model.probability)
+        result = {
+            "threshold": threshold,
+            "rates": rates(test, model.probability, threshold).get(held, {}),
+            "ece": ece_by_pair(test, model.probability, threshold),
+        }
+        by_lang: dict[str, dict[str, float]] = {}
+        for lang in ("en", "zh"):
+            sub = [e for e in test if e.qlang == lang]
+            if sub:
+                by_lang[lang] = rates(sub, model.probability, threshold).get(held, {})
+        result["by_question_language"] = by_lang
+        report["leave_one_out"][held] = result
+        print(f"  {held:<24} threshold {threshold:.3f} {json.dumps(result['rates'])}")
+        for lang, r in by_lang.items():
+            print(f"  {'':<24} {lang}: {json.dumps(r)}")
+        print(f"  {'':<24} ECE {json.dumps({k: v['ece'] for k, v in result['ece'].items()})}")
+
+    final_train = [e for e in examples if e.kind in train_kinds]
+    mean, scale, coef, intercept = fit(final_train)
+    model = model_from(mean, scale, coef, intercept, 0.5)
+    threshold = choose_threshold(final_train, model.probability)
+    model = dataclasses.replace(model, threshold=threshold)
+    report["final"] = {
+        "threshold": threshold,
+        "coef": dict(zip(model.features, [round(c, 4) for c in coef], strict=True)),
+        "rates (fit data; off-topic held-out half is held out)": rates(
+            examples, model.probability, threshold
+        ),
+    }
+    print(f"\nfinal model: threshold {threshold:.3f}")
+    for name, c in report["final"]["coef"].items():
+        print(f"  {name:<16} {c:+.4f}")
+    for s, r in rates(examples, model.probability, threshold).items():
+        print(f"  {s:<24} {json.dumps(r)}")
+    (work / "calibration_report.json").write_text(json.dumps(report, indent=1), "utf-8")
+    if args.write or args.out:
+        path = args.out or REPO / "index" / "relevance.json"
+        data = json.loads(path.read_text("utf-8")) if path.is_file() else {"models": {}}
+        entry = model.to_json()
+        entry["fitted_on"] = (
+            f"{time.strftime('%Y-%m-%d')}: " + ", ".join(sets) + " + off-topic 'fit' half"
+        )
+        data.setdefault("models", {})[embedder.name] = entry
+        path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", "utf-8")
+        print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
