@@ -2,6 +2,7 @@
 
     python bench/calibrate_relevance.py [--evaldata ../shared/evaldata] [--work DIR]
                                         [--per-set 600] [--write | --out FILE]
+    python bench/calibrate_relevance.py --report [--all]   # figures through /search
 
 What it does, in order:
 1. Indexes (or reuses, in --work) every development corpus: the bundled corpus/, the BEIR
@@ -20,6 +21,12 @@ What it does, in order:
    with --write, stores it in index/relevance.json for the model; with --out FILE, in a file
    of its own that MEDCITE_RELEVANCE_MODEL=FILE serves.
 
+--report fits nothing: with the relevance model the service loads (index/relevance.json, or
+MEDCITE_RELEVANCE_MODEL), it scores every set through the search function `/search` runs:
+answered rate and gated nDCG@10 / Recall@10 / ECE (`medcite eval`), the same ungated
+(`--no-gate`), and the abstention on each kind of unanswerable question (only the held-out
+off-topic half). --all uses every answerable question of a set, not --per-set of them.
+
 When to run it on your own corpus: the shipped model already measures every index against
 off-topic probes when it is loaded, so a new corpus needs no labels. Run this (adding your
 own judged questions as a set) when you change the embedding model, or when `medcite eval`
@@ -37,7 +44,6 @@ import random
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,36 +271,76 @@ def collect_cached(qs: QuestionSet, work: Path, settings: Any, embedder: Any) ->
     return examples
 
 
-def fit(examples: list[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Logistic regression on standardised features; each set weighs the same."""
+DROPPED: set[str] = set()  # --drop: features the model must not use (coefficient 0)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, groups: list[str], vocabulary: Any) -> Any:
+    """Logistic regression on standardised features; each set (group) weighs the same.
+    Features in DROPPED (or derived from them) are held at 0: no weight, no effect."""
     from sklearn.linear_model import LogisticRegression
 
-    x = np.concatenate([e.x for e in examples])
-    y = np.concatenate([e.y for e in examples])
-    per_set: dict[str, int] = defaultdict(int)
-    for e in examples:
-        per_set[e.set] += e.y.size
-    w = np.concatenate([np.full(e.y.size, 1.0 / per_set[e.set]) for e in examples])
+    from index.relevance import Logistic
+
+    x = x.copy()
+    dropped = [i for i, f in enumerate(vocabulary) if f.split(":")[-1] in DROPPED]
+    x[:, dropped] = 0.0
+    count: dict[str, int] = defaultdict(int)
+    for g in groups:
+        count[g] += 1
+    w = np.array([1.0 / count[g] for g in groups])
     w *= w.size / w.sum()
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    clf = LogisticRegression(C=1.0, max_iter=2000)
+    mean[dropped] = 0.0
+    scale[dropped] = 1.0
+    clf = LogisticRegression(C=1.0, max_iter=5000)
     clf.fit((x - mean) / scale, y, sample_weight=w)
-    return mean, scale, clf.coef_[0], float(clf.intercept_[0])
+    return Logistic(
+        tuple(vocabulary),
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in scale),
+        tuple(float(v) for v in clf.coef_[0]),
+        float(clf.intercept_[0]),
+    )
 
 
-def best_probability(e: Example, prob: Callable[[np.ndarray], np.ndarray]) -> float:
-    return float(prob(e.x).max()) if e.y.size else 0.0
+def fused_of(e: Example) -> np.ndarray:
+    from index.relevance import FEATURES
+
+    return e.x[:, FEATURES.index("fused")]
 
 
-def rates(
-    examples: list[Example], prob: Callable[[np.ndarray], np.ndarray], threshold: float
-) -> dict[str, dict[str, float]]:
+def fit(examples: list[Example], threshold: float = 0.5) -> Any:
+    """Both parts: P(relevant | answerable) from the candidates of answerable questions,
+    P(answerable) from every question's best candidates."""
+    from index.relevance import FEATURES, QUESTION_FEATURES, RelevanceModel, question_features
+
+    answerable = [e for e in examples if e.kind == "answerable" and e.y.size]
+    passage = fit_logistic(
+        np.concatenate([e.x for e in answerable]),
+        np.concatenate([e.y for e in answerable]),
+        [e.set for e in answerable for _ in range(e.y.size)],
+        FEATURES,
+    )
+    question = fit_logistic(
+        np.stack([question_features(e.x, fused_of(e)) for e in examples]),
+        np.array([int(e.kind == "answerable") for e in examples]),
+        [e.set for e in examples],
+        QUESTION_FEATURES,
+    )
+    return RelevanceModel(passage, question, threshold, fitted_on=time.strftime("%Y-%m-%d"))
+
+
+def p_answerable(e: Example, model: Any) -> float:
+    return float(model.answerable(e.x, fused_of(e))) if e.y.size else 0.0
+
+
+def rates(examples: list[Example], model: Any, threshold: float) -> dict[str, dict[str, float]]:
     """Answered rate (answerable) and abstention rate (every other kind), per set."""
     out: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     for e in examples:
-        hit = best_probability(e, prob) >= threshold
+        hit = p_answerable(e, model) >= threshold
         out[e.set][e.kind].append(hit if e.kind == "answerable" else not hit)
     return {s: {k: round(sum(v) / len(v), 4) for k, v in kinds.items()} for s, kinds in out.items()}
 
@@ -302,16 +348,16 @@ def rates(
 GOALS = {"answerable": 0.95, "offtopic": 0.90, "removed-topic": 0.70, "health": 0.70}
 
 
-def choose_threshold(examples: list[Example], prob: Callable[[np.ndarray], np.ndarray]) -> float:
+def choose_threshold(examples: list[Example], model: Any) -> float:
     """The threshold that maximises, averaged over sets, the sum over kinds of the rate
     against its goal (answered 95% of answerable; abstained on 90% of off-topic, 70% of
     removed-topic and other-health questions), each capped at the goal; ties: the lower."""
     best: tuple[float, float] = (-1.0, 0.0)
-    bests = {id(e): best_probability(e, prob) for e in examples}
-    for t in np.round(np.arange(0.01, 0.90, 0.005), 4).tolist():
+    p = {id(e): p_answerable(e, model) for e in examples}
+    for t in np.round(np.arange(0.01, 0.99, 0.005), 4).tolist():
         per_set: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
         for e in examples:
-            hit = bests[id(e)] >= t
+            hit = p[id(e)] >= t
             kind = "offtopic" if e.kind.startswith("offtopic") else e.kind
             per_set[e.set][kind].append(hit if kind == "answerable" else not hit)
         scores = []
@@ -325,43 +371,87 @@ def choose_threshold(examples: list[Example], prob: Callable[[np.ndarray], np.nd
     return best[1]
 
 
-def ece_by_pair(
-    examples: list[Example], prob: Callable[[np.ndarray], np.ndarray], threshold: float
-) -> dict[str, Any]:
-    """ECE over the top-10 candidates of answered answerable questions, per language pair."""
+def ece_by_pair(examples: list[Example], model: Any, threshold: float) -> dict[str, Any]:
+    """ECE of P(relevant) over the ten best passages of answered answerable questions (what
+    /search shows, before de-duplication), per language pair."""
     from service.evaluate import expected_calibration_error
 
     by_pair: dict[str, tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))
     for e in examples:
-        if e.kind != "answerable" or best_probability(e, prob) < threshold:
+        pa = p_answerable(e, model)
+        if e.kind != "answerable" or pa < threshold:
             continue
-        p = prob(e.x[:10])
-        for pi, yi, lang in zip(p.tolist(), e.y[:10].tolist(), e.plang[:10], strict=True):
-            pair = f"{e.qlang}->{lang}"
-            by_pair[pair][0].append(pi)
-            by_pair[pair][1].append(int(yi))
-            by_pair["all"][0].append(pi)
-            by_pair["all"][1].append(int(yi))
+        rel = model.probability(e.x)
+        for i in np.argsort(-rel, kind="stable")[:10].tolist():
+            for pair in (f"{e.qlang}->{e.plang[i]}", "all"):
+                by_pair[pair][0].append(pa * float(rel[i]))
+                by_pair[pair][1].append(int(e.y[i]))
     return {
         pair: {"passages": len(ps), "ece": expected_calibration_error(ps, ys)}
         for pair, (ps, ys) in sorted(by_pair.items())
     }
 
 
-def model_from(
-    mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float, threshold: float
-) -> Any:
-    from index.relevance import FEATURES, RelevanceModel
+def report_through_search(
+    evaldata: Path,
+    work: Path,
+    per_set: int,
+    wanted: set[str] | None,
+    settings: Any,
+    embedder: Any,
+) -> None:
+    """Every figure through the search function of ``/search`` (see --report)."""
+    from index.cache import EmbeddingCache, embed_cached
+    from index.search import search
+    from index.store import load_index
+    from service.evaluate import ensure_index, evaluate_loaded
 
-    return RelevanceModel(
-        FEATURES,
-        tuple(float(v) for v in mean),
-        tuple(float(v) for v in scale),
-        tuple(float(v) for v in coef),
-        intercept,
-        threshold,
-        fitted_on=time.strftime("%Y-%m-%d"),
-    )
+    method = settings.fusion + ("+expand" if settings.expand else "")
+    search_settings = settings.search(embedder.name)
+    out: dict[str, Any] = {"min_relevance": search_settings.threshold, "sets": {}}
+    for qs in question_sets(evaldata, work, per_set):
+        if wanted is not None and qs.name not in wanted:
+            continue
+        index_dir = ensure_index(
+            qs.corpus, settings, work / f"index-{qs.name}", embedder=embedder, progress=True
+        )
+        index = load_index(index_dir)
+        row: dict[str, Any] = {"answerable_questions": len(qs.answerable)}
+        for gate in (True, False):
+            r = evaluate_loaded(
+                index, embedder, qs.answerable, {}, qs.qrels, settings, [method], gate=gate
+            )
+            keys = ("answered", "ndcg@10", "recall@10", "mrr@10", "ece") if gate else METRICS
+            row["gated" if gate else "ungated"] = {k: r.get(k) for k in keys}
+            if gate:
+                row["by_language"] = r["per_language"]
+        cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+        try:
+            for kind, questions in sorted(qs.unanswerable.items()):
+                if kind == "offtopic-fit":
+                    continue
+                texts = list(questions.values())
+                vectors, _ = embed_cached(embedder, texts, kind="query", cache=cache)
+                abstained = sum(
+                    not search(
+                        index, embedder, t, k=10, settings=search_settings, query_vector=v
+                    ).answerable
+                    for t, v in zip(texts, vectors, strict=True)
+                )
+                row[f"abstained on {kind}"] = {
+                    "questions": len(texts),
+                    "rate": round(abstained / len(texts), 4),
+                }
+        finally:
+            cache.close()
+        out["sets"][qs.name] = row
+        print(f"{qs.name}: {json.dumps(row)}", flush=True)
+    path = work / "report_through_search.json"
+    path.write_text(json.dumps(out, indent=1), "utf-8")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 
 
 def main() -> None:
@@ -374,6 +464,14 @@ def main() -> None:
     )
     parser.add_argument("--write", action="store_true", help="update index/relevance.json")
     parser.add_argument("--out", type=Path, help="write the model to this file instead")
+    parser.add_argument("--report", action="store_true", help="measure through /search")
+    parser.add_argument(
+        "--drop",
+        default="",
+        help="comma-separated features to fit without (e.g. window_over_p95,sentence_gain "
+        "to measure what the sentence windows add)",
+    )
+    parser.add_argument("--all", action="store_true", help="--report on every question")
     args = parser.parse_args()
 
     from index.embed import load_embedder, set_threads
@@ -384,8 +482,13 @@ def main() -> None:
     work = args.work or settings.cache_dir / "calibration"
     work.mkdir(parents=True, exist_ok=True)
     embedder = load_embedder(settings.model, cache_dir=settings.cache_dir)
-    examples: list[Example] = []
     wanted = set(args.sets.split(",")) if args.sets else None
+    DROPPED.update(f for f in args.drop.split(",") if f)
+    if args.report:
+        per_set = 10**9 if args.all else args.per_set
+        report_through_search(args.evaldata, work, per_set, wanted, settings, embedder)
+        return
+    examples: list[Example] = []
     for qs in question_sets(args.evaldata, work, args.per_set):
         if wanted is not None and qs.name not in wanted:
             continue
@@ -404,19 +507,18 @@ def main() -> None:
             e for e in examples if e.set.split("_removed")[0] != group and e.kind in train_kinds
         ]
         test = [e for e in examples if e.set == held and e.kind != "offtopic-fit"]
-        mean, scale, coef, intercept = fit(train)
-        model = model_from(mean, scale, coef, intercept, 0.5)
-        threshold = choose_threshold(train, model.probability)
+        model = fit(train)
+        threshold = choose_threshold(train, model)
         result = {
             "threshold": threshold,
-            "rates": rates(test, model.probability, threshold).get(held, {}),
-            "ece": ece_by_pair(test, model.probability, threshold),
+            "rates": rates(test, model, threshold).get(held, {}),
+            "ece": ece_by_pair(test, model, threshold),
         }
         by_lang: dict[str, dict[str, float]] = {}
         for lang in ("en", "zh"):
             sub = [e for e in test if e.qlang == lang]
             if sub:
-                by_lang[lang] = rates(sub, model.probability, threshold).get(held, {})
+                by_lang[lang] = rates(sub, model, threshold).get(held, {})
         result["by_question_language"] = by_lang
         report["leave_one_out"][held] = result
         print(f"  {held:<24} threshold {threshold:.3f} {json.dumps(result['rates'])}")
@@ -425,22 +527,26 @@ def main() -> None:
         print(f"  {'':<24} ECE {json.dumps({k: v['ece'] for k, v in result['ece'].items()})}")
 
     final_train = [e for e in examples if e.kind in train_kinds]
-    mean, scale, coef, intercept = fit(final_train)
-    model = model_from(mean, scale, coef, intercept, 0.5)
-    threshold = choose_threshold(final_train, model.probability)
+    model = fit(final_train)
+    threshold = choose_threshold(final_train, model)
     model = dataclasses.replace(model, threshold=threshold)
     report["final"] = {
         "threshold": threshold,
-        "coef": dict(zip(model.features, [round(c, 4) for c in coef], strict=True)),
-        "rates (fit data; off-topic held-out half is held out)": rates(
-            examples, model.probability, threshold
+        "passage coef": dict(
+            zip(model.passage.features, [round(c, 4) for c in model.passage.coef], strict=True)
         ),
+        "question coef": dict(
+            zip(model.question.features, [round(c, 4) for c in model.question.coef], strict=True)
+        ),
+        "rates (fit data; off-topic held-out half is held out)": rates(examples, model, threshold),
+        "ece": ece_by_pair(examples, model, threshold),
     }
-    print(f"\nfinal model: threshold {threshold:.3f}")
-    for name, c in report["final"]["coef"].items():
-        print(f"  {name:<16} {c:+.4f}")
-    for s, r in rates(examples, model.probability, threshold).items():
-        print(f"  {s:<24} {json.dumps(r)}")
+    print(f"\nfinal model: threshold {threshold:.3f} on P(answerable)")
+    for name, c in report["final"]["passage coef"].items():
+        print(f"  passage  {name:<16} {c:+.4f}")
+    for s_name, r in rates(examples, model, threshold).items():
+        print(f"  {s_name:<24} {json.dumps(r)}")
+    print(f"  ECE {json.dumps({k: v['ece'] for k, v in report['final']['ece'].items()})}")
     (work / "calibration_report.json").write_text(json.dumps(report, indent=1), "utf-8")
     if args.write or args.out:
         path = args.out or REPO / "index" / "relevance.json"

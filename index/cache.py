@@ -79,7 +79,8 @@ def embed_cached(
             todo.setdefault(key, []).append(i)
     if progress is not None and len(texts) - sum(map(len, todo.values())):
         progress(len(texts) - sum(map(len, todo.values())))
-    pending = list(todo.items())
+    # Similar lengths share a batch: the model pads every text to the batch's longest.
+    pending = sorted(todo.items(), key=lambda item: len(texts[item[1][0]]))
     for start in range(0, len(pending), batch_size):
         batch = pending[start : start + batch_size]
         vectors = embedder.embed([texts[rows[0]] for _, rows in batch], kind=kind)

@@ -1,10 +1,13 @@
 """Relevance as a calibrated probability: P(relevant) for each candidate passage.
 
 The ranking decides the order; this module decides what a number means. Every candidate
-of a search gets features (below) and a logistic model turns them into the probability that
-the passage answers the question. The service abstains when the best probability is under
-one threshold, shows other-language passages only above it, and reports the probability as
-the passage's ``score``: comparable across questions, languages and corpora.
+of a search gets features (below); a question-level logistic model turns the features of
+its best candidates into P(answerable), the probability that the corpus answers the
+question at all, and a passage-level one turns each candidate's into P(relevant |
+answerable). A passage's ``score`` is their product, P(relevant): comparable across
+questions, languages and corpora, and never 1.0 because a passage was admitted alone. The
+service abstains when P(answerable) is under one threshold; passages, whatever their
+language, are ordered by their score.
 
 Corpus-aware without labels from the user: a raw cosine means different things in different
 corpora (and language pairs), so the dense features are measured against *probe levels*:
@@ -13,8 +16,8 @@ against this very index, per (question language -> passage language). The levels
 computed when an index is loaded (:func:`probe_levels`), so a user's own corpus is
 calibrated the moment it is served.
 
-The model's coefficients are fitted by ``bench/calibrate_relevance.py`` on the development
-sets and stored, as plain numbers, in ``index/relevance.json`` per embedding model.
+The coefficients are fitted by ``bench/calibrate_relevance.py`` on the development sets and
+stored, as plain numbers, in ``index/relevance.json`` per embedding model.
 """
 
 from __future__ import annotations
@@ -114,23 +117,37 @@ def probe_levels(
     return ProbeLevels(levels, probes=int(pv.shape[0]))
 
 
+# The question's features: those of its best candidate by fused score, and the maximum of
+# each over its five best (ranked by fused score).
+QUESTION_TOP = 5
+QUESTION_FEATURES: tuple[str, ...] = tuple(f"top:{f}" for f in FEATURES) + tuple(
+    f"max{QUESTION_TOP}:{f}" for f in FEATURES
+)
+
+
+def question_features(x: np.ndarray, fused: np.ndarray) -> np.ndarray:
+    """The :data:`QUESTION_FEATURES` row of one question from its candidates' features."""
+    if x.shape[0] == 0:
+        return np.zeros(len(QUESTION_FEATURES), dtype=np.float64)
+    order = np.argsort(-fused, kind="stable")[:QUESTION_TOP]
+    return np.concatenate([x[order[0]], x[order].max(axis=0)])
+
+
 @dataclass(frozen=True)
-class RelevanceModel:
-    """Logistic regression over standardised :data:`FEATURES`, and the abstention threshold."""
+class Logistic:
+    """A logistic regression over standardised, named features."""
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     coef: tuple[float, ...]
     intercept: float
-    threshold: float  # abstain when the best passage's P(relevant) is below this
-    fitted_on: str = ""
 
-    def probability(self, x: np.ndarray) -> np.ndarray:
-        """P(relevant) of each row of ``x`` (columns in :data:`FEATURES` order)."""
+    def probability(self, x: np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
+        """P(1) of each row of ``x``, whose columns are ``vocabulary``."""
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
-        cols = [FEATURES.index(f) for f in self.features]
+        cols = [vocabulary.index(f) for f in self.features]
         z = (x[:, cols] - np.asarray(self.mean)) / np.asarray(self.scale)
         logit = np.clip(z @ np.asarray(self.coef) + self.intercept, -20.0, 20.0)
         return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)
@@ -142,31 +159,69 @@ class RelevanceModel:
             "scale": list(self.scale),
             "coef": list(self.coef),
             "intercept": self.intercept,
-            "threshold": self.threshold,
-            "fitted_on": self.fitted_on,
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RelevanceModel:
+    def from_json(cls, data: Mapping[str, Any], vocabulary: Sequence[str]) -> Logistic:
         features = tuple(str(f) for f in data["features"])
-        unknown = [f for f in features if f not in FEATURES]
+        unknown = [f for f in features if f not in vocabulary]
         if unknown:
             raise ValueError(f"unknown features {unknown}")
-        n = len(features)
         model = cls(
             features=features,
             mean=tuple(float(v) for v in data["mean"]),
             scale=tuple(float(v) for v in data["scale"]),
             coef=tuple(float(v) for v in data["coef"]),
             intercept=float(data["intercept"]),
+        )
+        if not (len(model.mean) == len(model.scale) == len(model.coef) == len(features)):
+            raise ValueError("features, mean, scale and coef differ in length")
+        values = (*model.mean, *model.scale, *model.coef, model.intercept)
+        if not all(math.isfinite(v) for v in values) or 0.0 in model.scale:
+            raise ValueError("a coefficient is not finite, or a scale is zero")
+        return model
+
+
+@dataclass(frozen=True)
+class RelevanceModel:
+    """P(relevant) of a passage = P(the corpus answers the question) x P(this passage is a
+    relevant one | it does): two logistic models, and the abstention threshold on the first.
+
+    Split this way because the two are learnt from different evidence: whether a question
+    is answerable at all from answerable vs. unanswerable questions (off-topic, removed
+    topics), which passage answers from the judgements of answerable ones. A development
+    set that judges one answer per question (most do) says little about the first."""
+
+    passage: Logistic  # over FEATURES, per candidate
+    question: Logistic  # over QUESTION_FEATURES, per question
+    threshold: float  # abstain when P(answerable) is below this
+    fitted_on: str = ""
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        """P(relevant | the question is answerable) of each candidate row of ``x``."""
+        return self.passage.probability(x, FEATURES)
+
+    def answerable(self, x: np.ndarray, fused: np.ndarray) -> float:
+        """P(the corpus answers the question), from its candidates' features."""
+        q = question_features(x, fused)[None, :]
+        return float(self.question.probability(q, QUESTION_FEATURES)[0])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passage": self.passage.to_json(),
+            "question": self.question.to_json(),
+            "threshold": self.threshold,
+            "fitted_on": self.fitted_on,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RelevanceModel:
+        model = cls(
+            passage=Logistic.from_json(data["passage"], FEATURES),
+            question=Logistic.from_json(data["question"], QUESTION_FEATURES),
             threshold=float(data["threshold"]),
             fitted_on=str(data.get("fitted_on", "")),
         )
-        if not (len(model.mean) == len(model.scale) == len(model.coef) == n):
-            raise ValueError("features, mean, scale and coef differ in length")
-        values = (*model.mean, *model.scale, *model.coef, model.intercept, model.threshold)
-        if not all(math.isfinite(v) for v in values) or 0.0 in model.scale:
-            raise ValueError("a coefficient is not finite, or a scale is zero")
         if not 0.0 <= model.threshold <= 1.0:
             raise ValueError(f"threshold {model.threshold} is not a probability")
         return model
@@ -205,20 +260,6 @@ def load_relevance_model(model_name: str, path: Path | None = None) -> Relevance
             f"the relevance model {where} cannot be used ({type(exc).__name__}: {exc}); "
             "write one with bench/calibrate_relevance.py --out FILE"
         ) from exc
-
-
-@dataclass(frozen=True)
-class Relevance:
-    """What search needs to turn candidates into probabilities: the model and this index's
-    probe levels. ``threshold`` overrides the model's when set (MEDCITE_MIN_RELEVANCE)."""
-
-    model: RelevanceModel
-    probes: ProbeLevels
-    threshold: float | None = None
-
-    @property
-    def min_relevance(self) -> float:
-        return self.model.threshold if self.threshold is None else self.threshold
 
 
 def candidate_features(

@@ -6,11 +6,12 @@ Candidates are therefore gathered *per* language partition (top N by dense and b
 from the index's backend: FAISS + bm25s in process, or Milvus; see :mod:`index.retrieve`)
 and fused together, so scores stay comparable across languages.
 
-The decision on top of the ranking is one calibrated model (:mod:`index.relevance`): every
-candidate gets P(relevant), the passages are ordered by it, the question is abstained on
-when the best is under the model's threshold, and a passage in another language than the
-question is shown only when it clears that threshold itself. An eligible language missing
-from the top k gets its best passage in the last place.
+The decision on top of the ranking is one calibrated model (:mod:`index.relevance`): the
+question gets P(answerable) and every candidate P(relevant) = P(answerable) x P(relevant |
+answerable); the service abstains when P(answerable) is under the threshold, and passages of
+both languages are ordered by P(relevant). A language whose best passage is more likely
+relevant than not (given an answerable question) shows it no lower than third place, also
+when the top k held none of that language.
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ class SearchSettings:
     rrf_k: int = 60
     max_per_doc: int = 2
     near_duplicate_cosine: float = 0.97
-    # P(relevant) per passage; None: no probabilities, fused scores, never abstain.
+    # P(answerable) and P(relevant) (index.relevance); None: fused scores, never abstain.
     relevance: RelevanceModel | None = None
-    min_relevance: float | None = None  # overrides the model's threshold
+    min_relevance: float | None = None  # overrides the model's P(answerable) threshold
     abstain: bool = True
     expand: bool = True  # cross-lingual BM25 terms from CC-CEDICT (index.expand)
 
@@ -93,7 +94,7 @@ class SearchResult:
     language: Language
     answerable: bool
     hits: tuple[Hit, ...]
-    best: float | None  # the best P(relevant) of any candidate (None without a model)
+    p_answerable: float | None  # P(the corpus answers the question); None without a model
 
 
 def validate_query(query: str) -> str:
@@ -171,8 +172,9 @@ class Scored:
     fused: np.ndarray
     dense: np.ndarray
     lexical: np.ndarray
-    probability: np.ndarray | None
+    relevance: np.ndarray | None  # P(relevant | answerable)
     features: np.ndarray | None
+    p_answerable: float | None = None
 
 
 def score_candidates(
@@ -233,8 +235,11 @@ def score_candidates(
         sentence_best=sentence_best,
     )
     p = settings.relevance.probability(x)
+    p_answerable = settings.relevance.answerable(x, fused)
     order = np.lexsort((-fused, -p))
-    return Scored(rows[order], fused[order], dense[order], lexical[order], p[order], x[order])
+    return Scored(
+        rows[order], fused[order], dense[order], lexical[order], p[order], x[order], p_answerable
+    )
 
 
 def _sentence_cosines(
@@ -309,7 +314,7 @@ def search(
     query_vector: np.ndarray | None = None,
 ) -> SearchResult:
     """The top ``k`` passages for ``query``, at most ``max_per_doc`` per document and
-    no two near-identical; empty (not answerable) when no passage reaches the threshold."""
+    no two near-identical; empty (not answerable) when P(answerable) is under the threshold."""
     text = validate_query(query)
     qlang = detect_language(text)
     qv = query_vector if query_vector is not None else embedder.embed([text], kind="query")[0]
@@ -324,25 +329,33 @@ def search(
         candidates=settings.candidates,
     )
     threshold = settings.threshold
-    prob = scored.probability
-    best = float(prob[0]) if prob is not None and prob.size else None
-    if threshold is not None and settings.abstain and (best is None or best < threshold):
-        return SearchResult(query=text, language=qlang, answerable=False, hits=(), best=best)
+    relevance = scored.relevance
+    p_answerable = scored.p_answerable
+    if (
+        threshold is not None
+        and settings.abstain
+        and (p_answerable is None or p_answerable < threshold)
+    ):
+        return SearchResult(
+            query=text, language=qlang, answerable=False, hits=(), p_answerable=p_answerable
+        )
 
-    def eligible(i: int) -> bool:
-        # Passages in the question's language (or the language asked for) fill the list;
-        # another language only on its own merit.
-        if language is not None or index.chunks[int(scored.rows[i])].language == qlang:
-            return True
-        return prob is None or threshold is None or float(prob[i]) >= threshold
+    def score(i: int) -> float:
+        if relevance is None or p_answerable is None:
+            return float(scored.fused[i])
+        return p_answerable * float(relevance[i])
 
     hits: list[Hit] = []
-    # Every eligible language shows up: when the top k hold none of a language with an
-    # eligible passage, its best passage takes the last place.
+    # A language missing from the top k whose best passage is more likely relevant than not
+    # (for an answerable question) gets that passage in the last place.
     reserve: dict[str, Hit] = {}
     n = scored.rows.size
     missing = (
-        {index.chunks[int(scored.rows[i])].language for i in range(n) if eligible(i)}
+        {
+            index.chunks[int(scored.rows[i])].language
+            for i in range(n)
+            if relevance is None or float(relevance[i]) >= 0.5
+        }
         if k >= 3
         else set()
     )
@@ -351,8 +364,6 @@ def search(
     for i, row in enumerate(scored.rows.tolist()):
         chunk = index.chunks[row]
         if len(hits) == k and chunk.language not in missing:
-            continue
-        if not eligible(i):
             continue
         doc = index.documents[chunk.doc_id]
         group = doc.near_duplicate_of or doc.doc_id
@@ -366,7 +377,7 @@ def search(
         hit = Hit(
             row=row,
             chunk=chunk,
-            score=float(prob[i]) if prob is not None else float(scored.fused[i]),
+            score=score(i),
             dense=float(scored.dense[i]),
             lexical=float(scored.lexical[i]),
             fused=float(scored.fused[i]),
@@ -386,9 +397,29 @@ def search(
                 del hits[j]
                 hits.append(hit)
                 break
+    if relevance is not None:
+        likely = {int(r) for r, p in zip(scored.rows, relevance, strict=True) if p >= 0.5}
+        _lift_languages(hits, likely)
     return SearchResult(
-        query=text, language=qlang, answerable=bool(hits), hits=tuple(hits), best=best
+        query=text,
+        language=qlang,
+        answerable=bool(hits),
+        hits=tuple(hits),
+        p_answerable=p_answerable,
     )
+
+
+LIFT_TO = 3  # a language's best likely-relevant passage shows no lower than this place
+
+
+def _lift_languages(hits: list[Hit], likely: set[int]) -> None:
+    """Move the best passage of a language that is more likely relevant than not, but sits
+    below place LIFT_TO behind passages of another language, up to that place: an answer in
+    the other language stays on the first screen (the order is otherwise by score)."""
+    for language in sorted({h.chunk.language for h in hits}):
+        first = next(i for i, h in enumerate(hits) if h.chunk.language == language)
+        if first >= LIFT_TO and hits[first].row in likely:
+            hits.insert(LIFT_TO - 1, hits.pop(first))
 
 
 def rank_documents(

@@ -180,7 +180,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 | {
                     "language": result.language,
                     "outcome": outcome,
-                    "best": None if result.best is None else round(result.best, 4),
+                    "p_answerable": None
+                    if result.p_answerable is None
+                    else round(result.p_answerable, 4),
                     "ms": round(took_ms, 2),
                 }
             },

@@ -64,20 +64,35 @@ def serve(env: dict[str, str], log: Path, timeout: float = 180) -> Iterator[str]
             proc.wait()
 
 
-def write_relevance_model(path: Path, threshold: float = 0.5, **coef: float) -> Path:
-    """A hand-made relevance model file (MEDCITE_RELEVANCE_MODEL): the given coefficients
-    on raw features, ``intercept`` among them; every embedding model gets it."""
+def hand_model(threshold: float = 0.5, question: dict[str, float] | None = None, **coef: float):  # type: ignore[no-untyped-def]
+    """A hand-made relevance model: ``coef`` on raw candidate features for P(relevant |
+    answerable) (``intercept`` among them), ``question`` likewise on the question features
+    (``top:<feature>``, ``max5:<feature>``) for P(answerable); every embedding model gets it."""
+    from index.relevance import FEATURES, QUESTION_FEATURES, Logistic, RelevanceModel
+
+    def logistic(names: tuple[str, ...], given: dict[str, float]) -> Logistic:
+        n = len(names)
+        return Logistic(
+            names,
+            (0.0,) * n,
+            (1.0,) * n,
+            tuple(given.get(f, 0.0) for f in names),
+            given.get("intercept", 0.0),
+        )
+
+    return RelevanceModel(
+        logistic(FEATURES, coef),
+        logistic(QUESTION_FEATURES, question or {"intercept": 20.0}),
+        threshold,
+    )
+
+
+def write_relevance_model(
+    path: Path, threshold: float = 0.5, question: dict[str, float] | None = None, **coef: float
+) -> Path:
+    """:func:`hand_model` as a MEDCITE_RELEVANCE_MODEL file."""
     import json
 
-    from index.relevance import FEATURES
-
-    model = {
-        "features": list(FEATURES),
-        "mean": [0.0] * len(FEATURES),
-        "scale": [1.0] * len(FEATURES),
-        "coef": [coef.get(f, 0.0) for f in FEATURES],
-        "intercept": coef.get("intercept", 0.0),
-        "threshold": threshold,
-    }
-    path.write_text(json.dumps({"models": {"intfloat/multilingual-e5-small": model}}), "utf-8")
+    model = hand_model(threshold, question, **coef)
+    path.write_text(json.dumps({"models": {"intfloat/multilingual-e5-small": model.to_json()}}))
     return path

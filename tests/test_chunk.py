@@ -268,3 +268,19 @@ def _doc(source: str, language: str, segments: list[Segment]) -> Document:
         language="zh" if language == "zh" else "en",
         segments=tuple(segments),
     )
+
+
+def test_cards_cut_off_by_the_source_are_marked_truncated(seeds: LoadResult) -> None:
+    """A Q&A card whose summary the page itself breaks off mid-sentence is shown with an
+    ellipsis (``truncated``); the cited text stays exactly what the source holds."""
+    from service.schemas import cut_off
+
+    chunks = chunk_documents(seeds, ChunkSettings(max_tokens=200))
+    docs = {d.doc_id: d for d in seeds.documents}
+    marked = {c.doc_id: cut_off(c, docs[c.doc_id]) for c in chunks}
+    zh = "000_1e25916c291d4d20.txt"
+    assert marked[f"{zh}#1"] is True  # "...手术流产" stops mid-sentence
+    assert marked[f"{zh}#2"] is False  # ends with 。
+    assert not any(marked[d] for d in marked if docs[d].kind != "card")
+    cut = next(c for c in chunks if c.doc_id == f"{zh}#1")
+    assert cut.text.endswith("手术流产") and not cut.text.endswith("…")

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import hand_model
 
 from index.build import BuildSettings, build_index
 from index.embed import HashingEmbedder
 from index.errors import EmptyQuery, QueryTooLong
-from index.relevance import FEATURES, RelevanceModel
 from index.search import SearchSettings, rank_documents, search
 from index.store import LoadedIndex, load_index
 from ingest import load
@@ -86,58 +86,47 @@ def test_near_identical_passages_are_not_repeated(index: LoadedIndex) -> None:
     assert len(result.hits) == 1
 
 
-def _model(threshold: float, **coef: float) -> RelevanceModel:
-    """A hand-made relevance model: the given coefficients on raw (unscaled) features."""
-    n = len(FEATURES)
-    return RelevanceModel(
-        FEATURES,
-        (0.0,) * n,
-        (1.0,) * n,
-        tuple(coef.get(f, 0.0) for f in FEATURES),
-        coef.get("intercept", 0.0),
-        threshold,
-    )
-
-
-def test_abstains_when_the_best_passage_is_under_the_threshold(index: LoadedIndex) -> None:
-    model = _model(0.5, fused=1.0)  # P = sigmoid(fused) <= 0.73
+def test_abstains_when_p_answerable_is_under_the_threshold(index: LoadedIndex) -> None:
+    # P(answerable) = sigmoid(top:fused): the best candidate's fused score is 1.0 -> 0.73.
+    model = hand_model(0.5, question={"top:fused": 1.0}, fused=1.0)
     result = search(index, EMB, "back pain", k=5, settings=replace(OPEN, relevance=model))
-    assert result.answerable and result.best is not None and result.best > 0.5
+    assert result.answerable and result.p_answerable == pytest.approx(1 / (1 + np.exp(-1)))
     strict = replace(OPEN, relevance=model, min_relevance=0.99)
     result = search(index, EMB, "back pain", k=5, settings=strict)
     assert not result.answerable and result.hits == ()
-    assert result.best is not None and result.best < 0.99
+    assert result.p_answerable is not None and result.p_answerable < 0.99
     # Abstention switched off: the passages are shown all the same.
     result = search(index, EMB, "back pain", k=5, settings=replace(strict, abstain=False))
     assert result.answerable and result.hits
 
 
-def test_scores_are_probabilities_best_first(index: LoadedIndex) -> None:
-    model = _model(0.1, dense_gap=8.0, fused=2.0, intercept=-1.0)
+def test_scores_are_p_answerable_times_p_relevant_best_first(index: LoadedIndex) -> None:
+    model = hand_model(0.1, question={"intercept": 1.0}, dense_gap=8.0, fused=2.0, intercept=-1.0)
     result = search(index, EMB, "back pain uterus", k=50, settings=replace(OPEN, relevance=model))
+    p_answerable = 1 / (1 + np.exp(-1.0))
+    assert result.p_answerable == pytest.approx(p_answerable)
     scores = [h.score for h in result.hits]
-    assert scores and all(0.0 < s < 1.0 for s in scores)
+    assert scores and all(0.0 < s < p_answerable for s in scores)
     assert scores == sorted(scores, reverse=True)
     assert index.probes is not None  # measured by the first search with a model
     assert {"en->en", "en->zh", "zh->en", "zh->zh"} <= set(index.probes.levels)
 
 
-def test_other_language_passages_need_the_threshold_themselves(index: LoadedIndex) -> None:
-    # Same-language passages score 0.99, the others 0.007: an English question shows only
-    # English passages, unless it asks for Chinese ones.
-    model = _model(0.5, same_language=10.0, intercept=-5.0)
+def test_the_model_decides_which_languages_are_shown(index: LoadedIndex) -> None:
+    # P(relevant | answerable) 0.99 for same-language passages, 0.007 for the others: they
+    # rank last, and with k=3 an English question shows only English passages.
+    model = hand_model(0.5, same_language=10.0, intercept=-5.0)
     settings = replace(OPEN, relevance=model)
-    result = search(index, EMB, "back pain uterus", k=50, settings=settings)
+    result = search(index, EMB, "back pain uterus", k=3, settings=settings)
     assert result.answerable and {h.chunk.language for h in result.hits} == {"en"}
-    zh = search(index, EMB, "back pain uterus", k=50, language="zh", settings=settings)
-    assert not zh.answerable  # only Chinese candidates, none above the threshold
-    asked = replace(settings, abstain=False)
-    zh = search(index, EMB, "back pain uterus", k=50, language="zh", settings=asked)
-    assert zh.hits and {h.chunk.language for h in zh.hits} == {"zh"}
-    # A model that rates the other language highly lets it in.
-    model = _model(0.5, intercept=5.0)
-    result = search(index, EMB, "back pain uterus", k=50, settings=replace(OPEN, relevance=model))
-    assert {h.chunk.language for h in result.hits} == {"en", "zh"}
+    everything = search(index, EMB, "back pain uterus", k=50, settings=settings)
+    languages = [h.chunk.language for h in everything.hits]
+    assert "zh" in languages and languages.index("zh") > languages.count("en") - 1
+    # The other language rated likely relevant (> 0.5): its best passage takes the last of
+    # the k places even when the question's language fills them.
+    model = hand_model(0.5, same_language=3.0, intercept=0.5)  # en 0.97, zh 0.62
+    result = search(index, EMB, "back pain uterus", k=3, settings=replace(OPEN, relevance=model))
+    assert [h.chunk.language for h in result.hits] == ["en", "en", "zh"]
 
 
 def test_both_languages_are_merged_when_both_clear(index: LoadedIndex) -> None:
