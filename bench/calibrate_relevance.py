@@ -183,7 +183,7 @@ def removed_topics(
 
 def collect(qs: QuestionSet, work: Path, settings: Any, embedder: Any) -> list[Example]:
     from index.cache import EmbeddingCache, embed_cached
-    from index.relevance import FEATURES, RelevanceModel
+    from index.relevance import FEATURES, QUESTION_FEATURES, Logistic, RelevanceModel
     from index.search import ensure_probe_levels, score_candidates
     from index.store import load_index
     from ingest.language import detect_language
@@ -194,10 +194,13 @@ def collect(qs: QuestionSet, work: Path, settings: Any, embedder: Any) -> list[E
     )
     index = load_index(index_dir)
     unit = _judged_unit(index, qs.qrels) or (lambda d: d)
-    flat = dict.fromkeys(FEATURES, 0.0)
-    neutral = RelevanceModel(
-        tuple(flat), (0.0,) * len(flat), (1.0,) * len(flat), (0.0,) * len(flat), 0.0, 0.5
-    )
+
+    def flat(names: tuple[str, ...]) -> Logistic:
+        n = len(names)
+        return Logistic(names, (0.0,) * n, (1.0,) * n, (0.0,) * n, 0.0)
+
+    # A model that scores everything alike: candidates stay in fused order.
+    neutral = RelevanceModel(flat(FEATURES), flat(QUESTION_FEATURES), 0.5)
     search_settings = dataclasses.replace(settings.search(embedder.name), relevance=neutral)
     batches: list[tuple[str, dict[str, str]]] = [("answerable", qs.answerable)]
     batches += sorted(qs.unanswerable.items())
@@ -554,7 +557,7 @@ def main() -> None:
         entry = model.to_json()
         entry["fitted_on"] = (
             f"{time.strftime('%Y-%m-%d')}: " + ", ".join(sets) + " + off-topic 'fit' half"
-        )
+        ) + (f"; without the features {', '.join(sorted(DROPPED))}" if DROPPED else "")
         data.setdefault("models", {})[embedder.name] = entry
         path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", "utf-8")
         print(f"wrote {path}", file=sys.stderr)

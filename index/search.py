@@ -192,7 +192,10 @@ def score_candidates(
     """Candidates of every partition (or only ``language``), fused, with their features and
     P(relevant) unless ``ranking_only`` or the settings have no relevance model."""
     query = lexical_query(text, settings)
-    languages = [lang for lang in sorted(index.partitions) if language in (None, lang)]
+    judged = settings.relevance is not None and not ranking_only
+    # With a relevance model every partition is searched even when one language is asked
+    # for: whether the corpus answers the question does not depend on the display filter.
+    languages = [lang for lang in sorted(index.partitions) if judged or language in (None, lang)]
     found = index.retriever.candidates(qv, query, languages, candidates)
     parts = [cand for _, cand in sorted(found.items()) if cand.rows.size]
     if not parts:
@@ -209,7 +212,7 @@ def score_candidates(
         rrf_k=settings.rrf_k,
     )
     chunk_langs = [index.chunks[r].language for r in rows.tolist()]
-    if ranking_only or settings.relevance is None:
+    if not judged or settings.relevance is None:
         other = np.array([lang != qlang for lang in chunk_langs], dtype=np.int64)
         order = np.lexsort((other, -fused))
         return Scored(rows[order], fused[order], dense[order], lexical[order], None, None)
@@ -237,6 +240,8 @@ def score_candidates(
     p = settings.relevance.probability(x)
     p_answerable = settings.relevance.answerable(x, fused)
     order = np.lexsort((-fused, -p))
+    if language is not None:
+        order = order[np.asarray(chunk_langs)[order] == language]
     return Scored(
         rows[order], fused[order], dense[order], lexical[order], p[order], x[order], p_answerable
     )

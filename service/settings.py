@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     max_per_doc: int = Field(2, ge=1, le=50)
     abstain: bool = True
     expand: bool = True  # cross-lingual query expansion (CC-CEDICT) for BM25
-    # The least P(relevant) a question's best passage needs to be answered (and an
-    # other-language passage to be shown); default: the relevance model's own threshold.
+    # The least P(answerable) a question needs to be answered; default: the relevance
+    # model's own threshold.
     min_relevance: float | None = Field(None, ge=0, le=1)
     # A relevance model file written by bench/calibrate_relevance.py --out; default: the
     # one shipped in index/relevance.json.

@@ -201,7 +201,9 @@ def test_one_sentence_questions_are_answered_with_evidence(
     assert hit.chunk.start <= start < end <= hit.chunk.end
     assert needle in seed_engine.index.sources[source].text[start:end]
     assert all(0.0 < h.score < 1.0 for h in result.hits)
-    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+    for language in ("en", "zh"):  # by score within a language (one may be lifted to 3rd)
+        scores = [h.score for h in result.hits if h.chunk.language == language]
+        assert scores == sorted(scores, reverse=True)
 
 
 def test_bundled_questions_answered_in_top3_with_the_answer_sentence(seed_engine: Any) -> None:
