@@ -92,7 +92,10 @@ def test_english_question_finds_english_and_chinese_miscarriage_articles(server:
 
 
 def test_chinese_question_finds_chinese_and_english_articles(server: str) -> None:
-    body = ask(server, "流产后腰疼是什么原因", k=6)
+    # k=8, what the page asks: the relevance model ranks the English miscarriage pages 6th
+    # and 7th for this question, behind the Chinese article's cards (see README: cross-
+    # language answers are the weak spot).
+    body = ask(server, "流产后腰疼是什么原因", k=8)
     assert body["answerable"] and body["language"] == "zh"
     assert body["disclaimer"] == DISCLAIMERS["zh"]
     sources = {p["source"] for p in body["passages"]}

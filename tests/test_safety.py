@@ -147,7 +147,9 @@ def test_api_sets_urgent_notice_from_the_query(server: str) -> None:
     calm = post("back pain in week 20")
     assert "urgent_notice" in calm and calm["urgent_notice"] is None
     # also when the service abstains
-    off = post("chest pain while changing a flat tyre")
+    # (a question the corpus cannot answer; "chest pain while changing a flat tyre" is
+    # answered since the relevance model, with a low-scored chest-tightness passage)
+    off = post("I fainted while changing a flat tyre, how do I fix the car jack")
     assert off["answerable"] is False and isinstance(off["urgent_notice"], str)
     r = httpx.post(
         f"{server}/search/batch",
