@@ -164,26 +164,18 @@ def build_index(
             progress(done, total)
 
     t0 = time.perf_counter()
-    vectors, embedded = embed_cached(
+    # Passages and sentences in one go: batched together by length, one cache look-up.
+    all_vectors, embedded = embed_cached(
         embedder,
-        texts,
+        texts + sentence_texts,
         kind="passage",
         cache=cache,
         batch_size=settings.embed_batch_size,
         progress=advance,
     )
-    sentence_vectors = np.asarray(vectors)[sentences[:, 0]] if len(sentences) else vectors[:0]
-    if sentence_texts:
-        embedded_sentences, fresh = embed_cached(
-            embedder,
-            sentence_texts,
-            kind="passage",
-            cache=cache,
-            batch_size=settings.embed_batch_size,
-            progress=advance,
-        )
-        sentence_vectors[to_embed] = embedded_sentences
-        embedded += fresh
+    vectors = all_vectors[: len(texts)]
+    sentence_vectors = vectors[sentences[:, 0]] if len(sentences) else vectors[:0]
+    sentence_vectors[to_embed] = all_vectors[len(texts) :]
     embed_seconds = time.perf_counter() - t0
     if vectors.shape[0] and not (
         np.all(np.isfinite(vectors)) and np.all(np.isfinite(sentence_vectors))
