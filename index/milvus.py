@@ -13,7 +13,7 @@ the passage text analysed for BM25 (``{"tokenizer": "jieba"}`` by default, which
 Chinese into words and English on spaces), the BM25 sparse vector Milvus derives from it,
 and the dense vector. The citation data (chunks with their spans, documents, sources)
 stays in the version directory: search only needs candidate rows from Milvus, and the exact
-cosines, the per-language gate, fusion and de-duplication then run as for the embedded
+cosines, fusion, the relevance model and de-duplication then run as for the embedded
 backend, so abstention, citations and the disclaimer behave the same.
 
 Milvus Lite (a local ``*.db`` file) is supported for development and tests. What it lacks

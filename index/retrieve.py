@@ -2,7 +2,7 @@
 
 A backend answers one question per search: for each language partition, which chunk rows
 are candidates (the top ``n`` by dense similarity and the top ``n`` by BM25), and what BM25
-score each of them has. Everything after that (exact cosines, the per-language gate,
+score each of them has. Everything after that (exact cosines, the relevance model,
 fusion, de-duplication, citations) is backend-independent and lives in :mod:`index.search`.
 
 Two backends exist: :class:`EmbeddedRetriever` (FAISS + bm25s in this process, the default)
