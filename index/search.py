@@ -83,7 +83,6 @@ class Hit:
     score: float  # P(relevant) when the settings have a relevance model, else fused
     dense: float  # cosine similarity
     lexical: float  # BM25 score
-    fused: float  # fused score (ranking within the question)
     # (start, end) into the source of the sentence(s) that answer best
     evidence: tuple[tuple[int, int], ...] = ()
 
@@ -385,7 +384,6 @@ def search(
             score=score(i),
             dense=float(scored.dense[i]),
             lexical=float(scored.lexical[i]),
-            fused=float(scored.fused[i]),
             evidence=(evidence(index, row, qv),),
         )
         missing.discard(chunk.language)

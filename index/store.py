@@ -11,8 +11,8 @@ Layout of an index directory ``D``::
         chunks.jsonl       chunks, row-aligned with vectors.npy
         vectors.npy        float32 [n_chunks, dim], L2-normalised
         sentences.npy      int64 [n_sentences, 3]: chunk row, start, end of every sentence
-                           of every chunk, in chunk order (sentence-offsets.npy: where each
-                           chunk's sentences start, n_chunks + 1 entries)
+                           of every chunk, in chunk order (where each chunk's run starts is
+                           derived at load)
         sentence-vectors.npy  float32 [n_sentences, dim]: each sentence embedded alone (a
                            chunk of one sentence reuses the chunk's vector)
         dense-<lang>.faiss FAISS inner-product index per language partition
@@ -192,7 +192,6 @@ def write_version(
     _write_jsonl(tmp / "chunks.jsonl", (dataclasses.asdict(c) for c in chunks))
     np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
     np.save(tmp / "sentences.npy", np.ascontiguousarray(sentences, dtype=np.int64))
-    np.save(tmp / "sentence-offsets.npy", sentence_offsets(sentences, len(chunks)))
     np.save(tmp / "sentence-vectors.npy", np.ascontiguousarray(sentence_vectors, dtype=np.float32))
     import faiss
 
@@ -330,7 +329,6 @@ def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedInde
         chunks = read_chunks(version)
         vectors = np.load(version / "vectors.npy", mmap_mode="r")
         sentences = np.load(version / "sentences.npy")
-        offsets = np.load(version / "sentence-offsets.npy")
         sentence_vectors = np.load(version / "sentence-vectors.npy", mmap_mode="r")
         partitions = {}
         embedded = backend is None
@@ -352,11 +350,16 @@ def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedInde
             f"the index in {version} is inconsistent ({vectors.shape[0]} vectors for "
             f"{len(chunks)} chunks); rebuild it with `medcite ingest`"
         )
+    rows = sentences[:, 0] if sentences.ndim == 2 and sentences.shape[1:] == (3,) else None
     if (
-        sentences.ndim != 2
+        rows is None
         or sentences.shape[0] != sentence_vectors.shape[0]
-        or offsets.shape != (len(chunks) + 1,)
         or sentence_vectors.shape[1:] != vectors.shape[1:]
+        # in chunk order, every chunk with at least one sentence
+        or rows.size == 0
+        or rows[0] != 0
+        or rows[-1] != len(chunks) - 1
+        or not bool(np.all((np.diff(rows) == 0) | (np.diff(rows) == 1)))
     ):
         raise IndexCorrupt(
             f"the index in {version} is inconsistent ({sentences.shape[0]} sentences, "
@@ -379,7 +382,7 @@ def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedInde
         chunks=chunks,
         vectors=vectors,
         sentences=sentences,
-        sentence_offsets=offsets,
+        sentence_offsets=sentence_offsets(sentences, len(chunks)),
         sentence_vectors=sentence_vectors,
         partitions=partitions,
         bm25=bm25,

@@ -184,3 +184,16 @@ def test_partitions_switch_to_hnsw_above_the_threshold(tmp_path: Path) -> None:
             # exact on a tiny partition: the nearest neighbour of a stored vector is itself
             _, ids = part.faiss_index.search(np.asarray(index.vectors[part.rows[:1]]), 1)
             assert ids[0][0] == 0
+
+
+def test_sentences_out_of_chunk_order_are_refused(tmp_path: Path) -> None:
+    """Where each chunk's sentences start is derived at load, so a sentences file whose
+    rows are not in chunk order (same size: the manifest's size check passes) is refused."""
+    corpus = make_corpus(tmp_path / "c")
+    build(corpus, tmp_path / "idx")
+    version = tmp_path / "idx" / str(current_version(tmp_path / "idx"))
+    sentences = np.load(version / "sentences.npy")
+    assert load_index(tmp_path / "idx").sentences.shape == sentences.shape
+    np.save(version / "sentences.npy", sentences[::-1].copy())
+    with pytest.raises(IndexCorrupt, match="inconsistent"):
+        load_index(tmp_path / "idx")
