@@ -16,7 +16,7 @@ import numpy as np
 from index.cache import EmbeddingCache, embed_cached
 from index.embed import Embedder
 from index.errors import NothingToIndex
-from index.store import write_version, writer_lock
+from index.store import remove_stale_temp_dirs, write_version, writer_lock
 from index.tokenize import TOKENIZER_VERSION, lexical_tokens
 from ingest.types import Chunk, ChunkSettings, Document, FileReport, LoadResult
 
@@ -138,6 +138,9 @@ def build_index(
     from ingest import chunk_documents
 
     started = time.perf_counter()
+    # Space held by the temp folder of a killed ingest is freed before embedding fills the
+    # cache (write_version removes any left, under the lock, before writing).
+    remove_stale_temp_dirs(index_dir)
     chunks = (chunker or chunk_documents)(load, settings.chunking)
     if not chunks:
         failed = [
@@ -294,6 +297,7 @@ def remove_documents(
             },
         }
         manifest.pop("files", None)
+        manifest.pop("checksums", None)
         return write_version(
             index_dir,
             manifest=manifest,

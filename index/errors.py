@@ -19,6 +19,11 @@ class IndexCorrupt(MedciteError):
     pass
 
 
+class IndexWriteError(MedciteError):
+    """A new index version could not be written (disk full, quota, I/O error); its partial
+    files are already removed and the live version is untouched."""
+
+
 class NothingToIndex(MedciteError):
     pass
 
@@ -41,6 +46,11 @@ class QueryTooLong(InvalidQuery):
 
 class ControlCharacters(InvalidQuery):
     """The query holds control characters (other than tab, newline, carriage return)."""
+
+
+class LoneSurrogate(InvalidQuery):
+    """The query holds a lone UTF-16 surrogate (U+D800..U+DFFF): not a character, and no
+    tokenizer can encode it."""
 
 
 class DocumentNotFound(MedciteError):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from index.embed import Embedder
-from index.errors import ControlCharacters, EmptyQuery, QueryTooLong
+from index.errors import ControlCharacters, EmptyQuery, LoneSurrogate, QueryTooLong
 from index.expand import Expander, default_expander
 from index.fusion import FusionMethod, fuse
 from index.relevance import (
@@ -51,6 +51,7 @@ LOG = logging.getLogger(__name__)
 MAX_QUERY_CHARS = 1000
 # C0 and C1 control characters and DEL, except tab, newline and carriage return.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Candidates (best fused first) whose lexical coverage of the question is measured.
 _COVERAGE_DEPTH = 30
 
@@ -101,6 +102,12 @@ def validate_query(query: str) -> str:
     if bad:
         raise ControlCharacters(
             f"the query contains a control character (U+{ord(bad.group()):04X})"
+        )
+    lone = _SURROGATE.search(query)  # JSON "\ud800", or raw bytes ED A0 80 (surrogatepass)
+    if lone:
+        raise LoneSurrogate(
+            f"the query contains a lone surrogate (U+{ord(lone.group()):04X}), "
+            "which is not a character: send valid UTF-8"
         )
     text = query.strip()
     if not text:

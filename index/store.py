@@ -5,7 +5,8 @@ Layout of an index directory ``D``::
     D/CURRENT              name of the live version (replaced with os.replace)
     D/v-<time>-<rand>/     one complete version
         manifest.json      format version, model, chunker, lexical and dense settings,
-                           corpus fingerprint, counts, and the size of every file below
+                           corpus fingerprint, counts, and the size and sha256 of every
+                           file below
         sources.jsonl      the decoded source texts (offsets point into these)
         documents.jsonl    documents with their metadata and kept segments
         chunks.jsonl       chunks, row-aligned with vectors.npy
@@ -21,14 +22,23 @@ Layout of an index directory ``D``::
         report.json        what became of every input file
 
 A version is written under ``D/.tmp-*`` and renamed into place before CURRENT points at
-it, so a crash at any moment leaves the previous version live and loadable.
+it, so a crash at any moment leaves the previous version live and loadable. A write that
+fails (disk full, quota, I/O error) removes its temp folder at once and raises
+IndexWriteError; temp folders of a killed writer go at the start of the next write.
+
+Every file is checked against the manifest (size, then sha256 read in chunks) before it
+is read, and arrays are read into memory, not memory-mapped: a file changed or truncated
+under a running server neither changes what it serves nor kills it (SIGBUS), and the next
+load or reload refuses it. Manifests from before checksums load with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -42,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
 from index.retrieve import Backend, EmbeddedPartition, EmbeddedRetriever, Retriever
 from ingest.types import Chunk, ChunkSettings, Document, FileReport, Segment, SourceText
 
@@ -53,6 +63,7 @@ LOG = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: sentence vectors (evidence, sentence windows)
 CURRENT = "CURRENT"
+CHECKSUM = "sha256"  # of every file, in manifest["checksums"] (absent before checksums)
 
 
 @dataclass
@@ -136,15 +147,57 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def writer_lock(index_dir: Path) -> Iterator[None]:
-    """One writer at a time per index directory (a second ingest waits)."""
+def writer_lock(index_dir: Path, *, wait: bool = True) -> Iterator[bool]:
+    """One writer at a time per index directory (a second ingest waits).
+
+    With ``wait=False`` it yields False at once when another writer holds the lock."""
     index_dir.mkdir(parents=True, exist_ok=True)
     with (index_dir / ".lock").open("w") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def remove_temp_dirs(index_dir: Path) -> None:
+    """Remove the temp folders of writers that died (kill -9) before finishing.
+
+    The caller must hold :func:`writer_lock`: then no temp folder is in use."""
+    for path in index_dir.glob(".tmp-*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            LOG.info("removed %s, left by an ingest that did not finish", path.name)
+
+
+def remove_stale_temp_dirs(index_dir: Path) -> None:
+    """:func:`remove_temp_dirs` unless another writer is at work (its folder is in use)."""
+    if not index_dir.is_dir():
+        return
+    with writer_lock(index_dir, wait=False) as locked:
+        if locked:
+            remove_temp_dirs(index_dir)
+
+
+def file_checksum(path: Path) -> str:
+    """The file's sha256, read in chunks: memory stays flat whatever its size."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, CHECKSUM).hexdigest()
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[Path]:
+    """``path``; an OSError raised while writing it names it (a failed write() does not)."""
+    try:
+        yield path
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 def build_faiss(vectors: np.ndarray, *, hnsw_threshold: int, hnsw_m: int = 32) -> Any:
@@ -180,59 +233,189 @@ def write_version(
 ) -> Path:
     """Write a complete new version and make it live atomically; returns its directory.
 
-    The caller must hold :func:`writer_lock`. ``before_publish`` is a test hook called with
-    the finished (not yet live) version directory.
+    The caller must hold :func:`writer_lock`. Temp folders left by killed writers are
+    removed first. An OSError while writing (ENOSPC, EDQUOT, EFBIG, EIO, ...) removes this
+    version's temp folder and raises IndexWriteError; the live version is untouched.
+    ``before_publish`` is a test hook called with the finished (not yet live) version
+    directory.
     """
+    remove_temp_dirs(index_dir)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     name = f"v-{stamp}-{secrets.token_hex(4)}"
     tmp = index_dir / f".tmp-{name}"
-    tmp.mkdir(parents=True)
-    _write_jsonl(tmp / "sources.jsonl", (dataclasses.asdict(s) for s in sources))
-    _write_jsonl(tmp / "documents.jsonl", (dataclasses.asdict(d) for d in documents))
-    _write_jsonl(tmp / "chunks.jsonl", (dataclasses.asdict(c) for c in chunks))
-    np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
-    np.save(tmp / "sentences.npy", np.ascontiguousarray(sentences, dtype=np.int64))
-    np.save(tmp / "sentence-vectors.npy", np.ascontiguousarray(sentence_vectors, dtype=np.float32))
-    import faiss
-
-    languages = sorted({c.language for c in chunks})
-    partitions = {}
-    for lang in languages:
-        rows = np.array([i for i, c in enumerate(chunks) if c.language == lang], dtype=np.int64)
-        np.save(tmp / f"rows-{lang}.npy", rows)
-        index = build_faiss(vectors[rows], hnsw_threshold=hnsw_threshold)
-        faiss.write_index(index, str(tmp / f"dense-{lang}.faiss"))
-        partitions[lang] = {
-            "chunks": int(rows.size),
-            "type": "hnsw" if "HNSW" in type(index).__name__ else "flat",
-        }
-    bm25.save(str(tmp / "bm25"), show_progress=False)
-    (tmp / "report.json").write_text(
-        json.dumps([dataclasses.asdict(r) for r in reports], ensure_ascii=False, indent=1),
-        encoding="utf-8",
-    )
-    manifest = dict(manifest, format_version=FORMAT_VERSION, partitions=partitions)
-    manifest["files"] = {
-        str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()
-    }
-    (tmp / "manifest.json").write_text(
-        json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8"
-    )
-    _fsync_tree(tmp)
+    try:
+        tmp.mkdir(parents=True)
+        _write_files(
+            tmp,
+            manifest=manifest,
+            sources=sources,
+            documents=documents,
+            chunks=chunks,
+            vectors=vectors,
+            sentences=sentences,
+            sentence_vectors=sentence_vectors,
+            bm25=bm25,
+            hnsw_threshold=hnsw_threshold,
+            reports=reports,
+        )
+        _fsync_tree(tmp)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            needed = _least_bytes(sources, chunks, vectors, sentences, sentence_vectors)
+            raise write_error(index_dir, name, exc, tmp=tmp, needed=needed) from exc
+        raise
     final = index_dir / name
     os.replace(tmp, final)
     if before_publish is not None:
         before_publish(final)
+    _publish(index_dir, name)
+    return final
+
+
+def _write_files(
+    tmp: Path,
+    *,
+    manifest: dict[str, Any],
+    sources: Sequence[SourceText],
+    documents: Sequence[Document],
+    chunks: Sequence[Chunk],
+    vectors: np.ndarray,
+    sentences: np.ndarray,
+    sentence_vectors: np.ndarray,
+    bm25: Any,
+    hnsw_threshold: int,
+    reports: Sequence[FileReport],
+) -> None:
+    """Every file of a version into ``tmp``, the manifest (sizes, checksums) last."""
+    with _naming(tmp / "sources.jsonl") as path:
+        _write_jsonl(path, (dataclasses.asdict(s) for s in sources))
+    with _naming(tmp / "documents.jsonl") as path:
+        _write_jsonl(path, (dataclasses.asdict(d) for d in documents))
+    with _naming(tmp / "chunks.jsonl") as path:
+        _write_jsonl(path, (dataclasses.asdict(c) for c in chunks))
+    _save_array(tmp / "vectors.npy", vectors, np.float32)
+    _save_array(tmp / "sentences.npy", sentences, np.int64)
+    _save_array(tmp / "sentence-vectors.npy", sentence_vectors, np.float32)
+    partitions = {}
+    for lang in sorted({c.language for c in chunks}):
+        rows = np.array([i for i, c in enumerate(chunks) if c.language == lang], dtype=np.int64)
+        _save_array(tmp / f"rows-{lang}.npy", rows, np.int64)
+        index = build_faiss(vectors[rows], hnsw_threshold=hnsw_threshold)
+        _write_faiss(tmp / f"dense-{lang}.faiss", index)
+        partitions[lang] = {
+            "chunks": int(rows.size),
+            "type": "hnsw" if "HNSW" in type(index).__name__ else "flat",
+        }
+    with _naming(tmp / "bm25") as path:
+        bm25.save(str(path), show_progress=False)
+    with _naming(tmp / "report.json") as path:
+        path.write_text(
+            json.dumps([dataclasses.asdict(r) for r in reports], ensure_ascii=False, indent=1),
+            encoding="utf-8",
+        )
+    manifest = dict(manifest, format_version=FORMAT_VERSION, partitions=partitions)
+    files = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
+    manifest["files"] = {str(p.relative_to(tmp)): p.stat().st_size for p in files}
+    manifest["checksums"] = {
+        "algorithm": CHECKSUM,
+        "files": {str(p.relative_to(tmp)): file_checksum(p) for p in files},
+    }
+    with _naming(tmp / "manifest.json") as path:
+        path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _save_array(path: Path, array: np.ndarray, dtype: type[np.generic]) -> None:
+    with _naming(path):
+        np.save(path, np.ascontiguousarray(array, dtype=dtype))
+
+
+def _write_faiss(path: Path, index: Any) -> None:
+    """Through Python's file I/O, so a failed write is an OSError with its errno (FAISS's
+    own writer turns it into a RuntimeError with a message only)."""
+    import faiss
+
+    with _naming(path), path.open("wb") as fh:
+        faiss.write_index(index, faiss.PyCallbackIOWriter(fh.write))  # type: ignore[attr-defined]
+
+
+def _publish(index_dir: Path, name: str) -> None:
+    """Point CURRENT at version ``name``; on failure remove the version, keep the live one."""
     pointer = index_dir / f".{CURRENT}.{secrets.token_hex(4)}"
-    pointer.write_text(name + "\n", encoding="utf-8")
-    with pointer.open("rb") as fh:
-        os.fsync(fh.fileno())
     previous = current_version(index_dir)
-    os.replace(pointer, index_dir / CURRENT)
+    try:
+        pointer.write_text(name + "\n", encoding="utf-8")
+        with pointer.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(pointer, index_dir / CURRENT)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            pointer.unlink(missing_ok=True)
+        shutil.rmtree(index_dir / name, ignore_errors=True)
+        raise write_error(index_dir, name, exc) from exc
     _fsync_dir(index_dir)
     _collect_garbage(index_dir, keep={name, previous} - {None})
     LOG.info("index version %s is live in %s", name, index_dir)
-    return final
+
+
+# What to do about a failed write, by errno.
+_WRITE_HINTS = {
+    errno.ENOSPC: "free some space or set MEDCITE_INDEX_DIR to a larger disk",
+    errno.EDQUOT: "free some space or raise the disk quota",
+    errno.EFBIG: "raise the file size limit (ulimit -f) or use a file system with a higher one",
+    errno.EIO: "check the disk, which reported an I/O error (dmesg, SMART)",
+    errno.EROFS: "make the file system writable or set MEDCITE_INDEX_DIR to another disk",
+}
+
+
+def write_error(
+    index_dir: Path,
+    name: str,
+    exc: OSError,
+    *,
+    tmp: Path | None = None,
+    needed: int | None = None,
+) -> IndexWriteError:
+    """IndexWriteError naming the folder, the file, the errno, the free and needed space."""
+    code = errno.errorcode.get(exc.errno, "") if exc.errno else ""
+    reason = f"{exc.strerror or type(exc).__name__}" + (f" [{code}]" if code else "")
+    where = ""
+    if exc.filename is not None:
+        failed = Path(str(exc.filename))
+        inside = tmp is not None and failed.is_relative_to(tmp)
+        where = f" while writing {failed.relative_to(tmp) if tmp and inside else failed.name}"
+    space = ""
+    with contextlib.suppress(OSError):
+        space = f"; {_size(shutil.disk_usage(index_dir).free)} free there"
+    if needed:
+        space += f", the new version needs at least {_size(needed)}"
+    hint = _WRITE_HINTS.get(exc.errno or 0, "check the disk and the folder's permissions")
+    return IndexWriteError(
+        f"cannot write index version {name} in {index_dir}: {reason}{where}{space}; the "
+        f"partial version was removed and the live index is unchanged; {hint}, then run "
+        "`medcite ingest` again"
+    )
+
+
+def _least_bytes(
+    sources: Sequence[SourceText],
+    chunks: Sequence[Chunk],
+    vectors: np.ndarray,
+    sentences: np.ndarray,
+    sentence_vectors: np.ndarray,
+) -> int:
+    """A lower bound of a version's size: its texts, arrays and FAISS copies of vectors."""
+    floats = 4 * (2 * vectors.size + sentence_vectors.size)
+    ints = 8 * (sentences.size + len(chunks))
+    texts = sum(len(s.text.encode()) for s in sources) + sum(len(c.text.encode()) for c in chunks)
+    return int(floats + ints + texts)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _collect_garbage(index_dir: Path, keep: set[str | None]) -> None:
@@ -255,25 +438,92 @@ def current_version(index_dir: Path) -> str | None:
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any]:
-    """The live version's manifest; raises IndexNotFound / IndexCorrupt."""
+    """The live version's manifest; raises IndexNotFound / IndexCorrupt / IndexMismatch."""
+    return _version_manifest(index_dir / _live(index_dir))
+
+
+def _live(index_dir: Path) -> str:
     name = current_version(index_dir)
     if name is None:
         raise IndexNotFound(
             f"no index in {index_dir}: build one with `medcite ingest PATH --index-dir {index_dir}`"
         )
-    version = index_dir / name
+    return name
+
+
+def _reason(exc: Exception, version: Path) -> str:
+    """Why reading ``version`` failed, without the absolute paths errors carry."""
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or 'unreadable'}"
+    return f"{type(exc).__name__}: {str(exc).replace(str(version), version.name)}"
+
+
+def _version_manifest(version: Path) -> dict[str, Any]:
     try:
-        manifest: dict[str, Any] = json.loads((version / "manifest.json").read_text("utf-8"))
+        manifest = json.loads((version / "manifest.json").read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise IndexCorrupt(
-            f"the index in {index_dir} is unreadable ({exc}); rebuild it with `medcite ingest`"
+            f"index version {version.name}: manifest.json is unreadable ({_reason(exc, version)}); "
+            "rebuild the index with `medcite ingest`"
         ) from exc
+    if not isinstance(manifest, dict):
+        raise IndexCorrupt(
+            f"index version {version.name}: manifest.json is not an object; rebuild the index "
+            "with `medcite ingest`"
+        )
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexMismatch(
-            f"the index in {index_dir} has format version {manifest.get('format_version')}, "
-            f"this medcite reads version {FORMAT_VERSION}; rebuild it with `medcite ingest`"
+            f"index version {version.name} has format version "
+            f"{manifest.get('format_version')}, this medcite reads version {FORMAT_VERSION}; "
+            "rebuild it with `medcite ingest`"
         )
     return manifest
+
+
+def verify_version(version: Path, manifest: dict[str, Any]) -> None:
+    """Check every file the manifest lists before anything reads it: its size, then its
+    checksum (streamed). Raises IndexCorrupt naming the version and the file (never an
+    absolute path); a manifest from before checksums passes on sizes, with a warning."""
+    for rel, size in manifest.get("files", {}).items():
+        path = version / rel
+        if not path.is_file() or path.stat().st_size != size:
+            raise IndexCorrupt(
+                f"index version {version.name}: file {rel} is missing or truncated; rebuild "
+                "the index with `medcite ingest`"
+            )
+    checksums = manifest.get("checksums")
+    if checksums is None:
+        LOG.warning(
+            "index version %s has no checksums (written by an older medcite): its files are "
+            "checked by size only; run `medcite ingest` to rebuild it with checksums",
+            version.name,
+        )
+        return
+    if checksums.get("algorithm") != CHECKSUM:
+        raise IndexMismatch(
+            f"index version {version.name} has {checksums.get('algorithm')!r} checksums, this "
+            f"medcite checks {CHECKSUM!r}; rebuild it with `medcite ingest`"
+        )
+    started = time.perf_counter()
+    for rel, digest in checksums["files"].items():
+        try:
+            actual = file_checksum(version / rel)
+        except OSError as exc:
+            raise IndexCorrupt(
+                f"index version {version.name}: file {rel} cannot be read "
+                f"({_reason(exc, version)}); rebuild the index with `medcite ingest`"
+            ) from exc
+        if actual != digest:
+            raise IndexCorrupt(
+                f"index version {version.name}: file {rel} does not match its checksum (it "
+                "changed after the index was written); rebuild the index with `medcite ingest`"
+            )
+    LOG.info(
+        "checked %d files of index version %s in %.2f s",
+        len(checksums["files"]),
+        version.name,
+        time.perf_counter() - started,
+    )
 
 
 def check_compatible(
@@ -303,21 +553,68 @@ def check_compatible(
         )
 
 
-def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedIndex:
+def load_index(
+    index_dir: Path, *, backend: Backend | None = None, fallback: bool = False
+) -> LoadedIndex:
     """Load the live version; raises IndexNotFound, IndexMismatch or IndexCorrupt.
 
     With ``backend`` (Milvus), candidates come from it and the FAISS and BM25 files are not
     loaded; the chunks, documents and sources that citations point into always come from
-    the version directory."""
-    manifest = read_manifest(index_dir)
-    version = index_dir / str(current_version(index_dir))
-    for rel, size in manifest.get("files", {}).items():
-        path = version / rel
-        if not path.is_file() or path.stat().st_size != size:
-            raise IndexCorrupt(
-                f"index file {rel} in {version} is missing or truncated; rebuild the index "
-                "with `medcite ingest`"
-            )
+    the version directory. With ``fallback`` (a server starting), a damaged live version
+    gives way to the newest intact older one, with a warning; without it (a reload, a
+    rebuild from the live version) the damage is raised."""
+    version = index_dir / _live(index_dir)
+    try:
+        return _load_version(version, backend)
+    except IndexCorrupt as damage:
+        if not fallback:
+            raise
+        return _load_fallback(index_dir, version, damage, backend)
+
+
+def _load_fallback(
+    index_dir: Path, live: Path, damage: IndexCorrupt, backend: Backend | None
+) -> LoadedIndex:
+    for older in _older_versions(index_dir, live):
+        try:
+            index = _load_version(older, backend)
+        except (IndexCorrupt, IndexMismatch) as exc:
+            LOG.warning("older index version %s cannot be used either: %s", older.name, exc)
+            continue
+        LOG.warning(
+            "THE LIVE INDEX VERSION IS DAMAGED: %s -- serving the older intact version %s "
+            "instead; rebuild the index with `medcite ingest`",
+            damage,
+            older.name,
+        )
+        return index
+    raise IndexCorrupt(f"{damage} (no older intact version to fall back to)") from damage
+
+
+def _older_versions(index_dir: Path, live: Path) -> list[Path]:
+    """Finished versions written before ``live``, newest first (a version newer than the
+    live one never went live, e.g. its Milvus publish failed, so it is no fallback)."""
+
+    def written(path: Path) -> tuple[str, int]:
+        parts = path.name.split("-")
+        stamp = parts[1] if len(parts) > 2 else ""
+        try:
+            return stamp, path.stat().st_mtime_ns
+        except OSError:
+            return stamp, 2**63
+
+    limit = written(live)
+    older = [
+        p
+        for p in index_dir.glob("v-*")
+        if p.is_dir() and p.name != live.name and written(p) < limit
+    ]
+    return sorted(older, key=written, reverse=True)
+
+
+def _load_version(version: Path, backend: Backend | None) -> LoadedIndex:
+    manifest = _version_manifest(version)
+    verify_version(version, manifest)
     try:
         import bm25s
         import faiss
@@ -327,9 +624,11 @@ def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedInde
         }
         documents = read_documents(version)
         chunks = read_chunks(version)
-        vectors = np.load(version / "vectors.npy", mmap_mode="r")
+        # In memory, not memory-mapped: a file truncated under a mapping kills the process
+        # (SIGBUS) at the next search, and one overwritten in place changes what is served.
+        vectors = np.load(version / "vectors.npy")
         sentences = np.load(version / "sentences.npy")
-        sentence_vectors = np.load(version / "sentence-vectors.npy", mmap_mode="r")
+        sentence_vectors = np.load(version / "sentence-vectors.npy")
         partitions = {}
         embedded = backend is None
         for lang in manifest.get("partitions", {}):
@@ -342,12 +641,12 @@ def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedInde
         reports = [FileReport(**r) for r in json.loads((version / "report.json").read_text())]
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexCorrupt(
-            f"the index in {version} cannot be loaded ({type(exc).__name__}: {exc}); rebuild "
+            f"index version {version.name} cannot be loaded ({_reason(exc, version)}); rebuild "
             "it with `medcite ingest`"
         ) from exc
     if vectors.shape[0] != len(chunks) or vectors.shape[1] != manifest["model"]["dim"]:
         raise IndexCorrupt(
-            f"the index in {version} is inconsistent ({vectors.shape[0]} vectors for "
+            f"index version {version.name} is inconsistent ({vectors.shape[0]} vectors for "
             f"{len(chunks)} chunks); rebuild it with `medcite ingest`"
         )
     rows = sentences[:, 0] if sentences.ndim == 2 and sentences.shape[1:] == (3,) else None
@@ -362,7 +661,7 @@ def load_index(index_dir: Path, *, backend: Backend | None = None) -> LoadedInde
         or not bool(np.all((np.diff(rows) == 0) | (np.diff(rows) == 1)))
     ):
         raise IndexCorrupt(
-            f"the index in {version} is inconsistent ({sentences.shape[0]} sentences, "
+            f"index version {version.name} is inconsistent ({sentences.shape[0]} sentences, "
             f"{sentence_vectors.shape[0]} sentence vectors); rebuild it with `medcite ingest`"
         )
     retriever: Retriever

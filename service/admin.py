@@ -3,6 +3,9 @@
 The key is sent as ``Authorization: Bearer <key>`` and compared in constant time. A reload
 swaps ``app.state.engine`` in one assignment: requests already running keep the engine they
 started with, so they finish on the old index while new ones use the new.
+
+Failures are reported with the domain error's message, the configured folders in it shown
+as the variables that set them ($MEDCITE_INDEX_DIR, ...): no absolute path reaches a client.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio
@@ -61,6 +65,25 @@ ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def public_message(message: str, settings: Settings) -> str:
+    """``message`` with the configured folders' absolute paths replaced by their variables."""
+    folders: dict[str, Path | None] = {
+        "$MEDCITE_INDEX_DIR": settings.index_dir,
+        "$MEDCITE_CORPUS_DIR": settings.corpus_dir,
+        "$MEDCITE_CACHE_DIR": settings.cache_dir,
+    }
+    forms = {
+        str(form): name
+        for name, folder in folders.items()
+        if folder is not None
+        for form in (folder.absolute(), folder.resolve())
+    }
+    for form in sorted(forms, key=len, reverse=True):  # a folder inside another one first
+        if form != "/":
+            message = message.replace(form, forms[form])
+    return message
+
+
 def admin_router(settings: Settings) -> APIRouter:
     key = settings.admin_api_key.get_secret_value().encode() if settings.admin_api_key else None
 
@@ -95,7 +118,9 @@ def admin_router(settings: Settings) -> APIRouter:
                 version, previous = await anyio.to_thread.run_sync(swap, request.app)
             except MedciteError as exc:
                 raise HTTPException(
-                    409, f"reload failed; still serving the old index: {exc}"
+                    409,
+                    "reload failed; still serving the old index: "
+                    + public_message(str(exc), settings),
                 ) from exc
         return ReloadResponse(status="reloaded", index_version=version, previous_version=previous)
 
@@ -125,7 +150,9 @@ def admin_router(settings: Settings) -> APIRouter:
             except DocumentNotFound as exc:
                 raise HTTPException(404, str(exc)) from exc
             except MedciteError as exc:
-                raise HTTPException(409, f"not removed: {exc}") from exc
+                raise HTTPException(
+                    409, "not removed: " + public_message(str(exc), settings)
+                ) from exc
         return RemovedResponse(status="removed", doc_id=doc_id, index_version=version)
 
     def run(app: FastAPI) -> None:
@@ -151,7 +178,13 @@ def admin_router(settings: Settings) -> APIRouter:
             )
         except Exception as exc:  # reported through the status endpoint, and logged
             LOG.exception("admin ingest failed")
-            message = str(exc) if isinstance(exc, MedciteError) else type(exc).__name__
+            # A domain error's message (IndexWriteError: disk full, with the space free and
+            # needed); anything else by its type only.
+            message = (
+                public_message(str(exc), settings)
+                if isinstance(exc, MedciteError)
+                else type(exc).__name__
+            )
             job.status = job.status.model_copy(update={"state": "failed", "message": message})
         finally:
             job.status = job.status.model_copy(update={"finished": time.time()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,13 +13,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.errors import BackendUnavailable, InvalidQuery, MedciteError
 from index.search import SearchResult, search, validate_query
 from service import web
-from service.admin import admin_router
+from service.admin import admin_router, public_message
 from service.engine import Engine, EngineDep, load_engine
 from service.ops import (
     Metrics,
@@ -36,6 +38,7 @@ from service.schemas import (
     to_response,
 )
 from service.settings import Settings
+from service.web import SecurityHeaders
 
 LOG = logging.getLogger(__name__)
 
@@ -48,16 +51,19 @@ def _error(
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: a request body over ``max_bytes`` gets a 413 in the error shape.
+    """Pure ASGI middleware: a request body over ``max_bytes`` gets a 413 in the error shape,
+    one not received within ``max_seconds`` a 408 (a slow-body client cannot hold a
+    connection and a worker for ever).
 
     A declared Content-Length is checked before anything is read; otherwise (chunked) the
     body is read and counted up front, at most ``max_bytes`` of it is buffered, and it is
     replayed to the app in one message.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_seconds: float = 20.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,20 +78,23 @@ class BodySizeLimit:
                 if too_large:
                     await self._reject(scope, receive, send)
                     return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            body = message.get("body", b"")
-            size += len(body)
-            if size > self.max_bytes:
-                await self._reject(scope, receive, send)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.max_seconds):
+                chunks = await self._read(receive)
+        except TimeoutError:
+            response = _error(
+                408,
+                "request_timeout",
+                f"the request body was not received within {self.max_seconds:g} s",
+                {"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        except _TooLarge:
+            await self._reject(scope, receive, send)
+            return
+        if chunks is None:  # the client went away
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -97,6 +106,21 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
+    async def _read(self, receive: Receive) -> list[bytes] | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                raise _TooLarge
+            chunks.append(body)
+            if not message.get("more_body", False):
+                return chunks
+
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = _error(
             413,
@@ -105,6 +129,26 @@ class BodySizeLimit:
             {"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class JsonCORS(CORSMiddleware):
+    """Starlette's CORS middleware, but a refused preflight gets the error shape (400)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        keep = {
+            k: v
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-type", "content-length")
+        }
+        reason = bytes(response.body).decode("utf-8", "replace")
+        return _error(400, "cors_refused", f"preflight refused: {reason}", keep)
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -118,7 +162,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             try:
                 app.state.engine = load_engine(settings)
             except MedciteError as exc:
-                app.state.error = str(exc)
+                app.state.error = public_message(str(exc), settings)  # clients see it
                 LOG.error("not ready: %s", exc)
         yield
         loaded: Engine | None = app.state.engine
@@ -147,8 +191,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return len(current.index.chunks), len(current.index.documents)
 
     metrics.track_index(index_counts)
-    # Outermost last: CORS, then request ids and metrics (so they see every refusal), then
-    # the body limit, then admission to the search endpoints.
+    # Outermost last: request ids and metrics (so every response, a refused preflight
+    # included, carries the id and is counted), then CORS, the body limit, then admission
+    # to the search endpoints.
     app.add_middleware(
         SearchAdmission,
         metrics=metrics,
@@ -158,17 +203,22 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         else None,
         max_concurrent=settings.max_concurrent_searches,
         max_wait_seconds=settings.search_queue_seconds,
+        max_queue=settings.search_queue_length,
+        max_batch_slots=settings.max_concurrent_batches,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContext, metrics=metrics)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, max_seconds=settings.body_timeout
+    )
+    app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            JsonCORS,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Authorization", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    app.add_middleware(RequestContext, metrics=metrics, error=_error)
 
     def record(result: SearchResult, took_ms: float) -> None:
         outcome = "answered" if result.answerable else "abstained"

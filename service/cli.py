@@ -113,7 +113,15 @@ def run_ingest(
         embedder = load_embedder(
             settings.model, cache_dir=settings.cache_dir, batch_size=settings.embed_batch_size
         )
-    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    import sqlite3
+
+    from index.errors import IndexWriteError
+
+    cache_path = settings.cache_dir / "embeddings.sqlite"
+    try:
+        cache = EmbeddingCache(cache_path)
+    except (OSError, sqlite3.Error) as exc:
+        raise IndexWriteError(f"cannot open the embedding cache {cache_path}: {exc}") from exc
     update, close = _progress_bar("embedding")
     publish_update, publish_close = _progress_bar("milvus insert")
     own_backend = backend is None
@@ -130,6 +138,11 @@ def run_ingest(
             before_publish=backend.publish if backend is not None else None,
             chunker=chunker,
         )
+    except sqlite3.Error as exc:  # the embedding cache, e.g. "database or disk is full"
+        raise IndexWriteError(
+            f"cannot write the embedding cache {cache_path}: {exc}; free some space (what "
+            "is cached so far is kept), then run `medcite ingest` again"
+        ) from exc
     finally:
         close()
         publish_close()
@@ -264,16 +277,27 @@ def search(query: str, k: int, language: str | None, as_json: bool, index_dir: P
 @main.command()
 @click.option("--host", default=None, help="Bind address (default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    help="Proxies whose X-Forwarded-For is believed, comma-separated IPs or networks, '*' "
+    "for any (default: MEDCITE_FORWARDED_ALLOW_IPS, else none: the client is the peer).",
+)
 @INDEX_DIR
-def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
+def serve(
+    host: str | None, port: int | None, forwarded_allow_ips: str | None, index_dir: Path | None
+) -> None:
     """Serve the API (builds the index from corpus/ first when there is none)."""
     _pin_threads(1)
-    settings = _settings(index_dir=index_dir, host=host, port=port)
+    settings = _settings(
+        index_dir=index_dir, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips
+    )
     import uvicorn
 
     from index.store import current_version
     from service.app import create_app
     from service.engine import load_engine
+    from service.server import server_config
 
     with _domain_errors():
         if current_version(settings.index_dir) is None:
@@ -289,13 +313,13 @@ def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
     from service.ops import configure_logging
 
     configure_logging(json_logs=settings.log_json)
-    uvicorn.run(
+    config = server_config(
         create_app(settings, engine=engine),
         host=settings.host,
         port=settings.port,
-        log_config=None,  # keep our handlers: JSON lines with request ids
-        access_log=False,  # medcite.access logs each request instead
+        limits=settings.server_limits(),
     )
+    uvicorn.Server(config).run()
 
 
 @main.command(name="eval")

@@ -33,7 +33,8 @@ def load_engine(settings: Settings) -> Engine:
         settings.model, cache_dir=settings.cache_dir, batch_size=settings.embed_batch_size
     )
     backend = settings.backend()
-    index = load_index(settings.index_dir, backend=backend)
+    # Starting: a damaged live version gives way to the newest intact one (logged loudly).
+    index = load_index(settings.index_dir, backend=backend, fallback=True)
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
     _measure_probes(index, embedder, settings)
     # Load jieba's dictionary and CC-CEDICT now, not on the first request (about 2 s).
@@ -60,6 +61,7 @@ def reload_engine(settings: Settings, current: Engine | None) -> Engine:
     """The engine over the index's live version, keeping the loaded model when there is one.
 
     Raises MedciteError (missing, corrupt or mismatched index); ``current`` is untouched.
+    No fallback here: a damaged live version is refused and the old one keeps serving.
     """
     if current is None:
         return load_engine(settings)

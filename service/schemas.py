@@ -10,6 +10,7 @@ from index.search import SearchResult
 from index.store import LoadedIndex
 from ingest.types import Chunk, Document
 from service.disclaimer import disclaimer, no_answer
+from service.ops import MAX_BATCH_QUERIES
 from service.safety import urgent_notice
 
 
@@ -78,7 +79,7 @@ class SearchResponse(BaseModel):
 class BatchSearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    queries: list[SearchRequest] = Field(..., min_length=1, max_length=256)
+    queries: list[SearchRequest] = Field(..., min_length=1, max_length=MAX_BATCH_QUERIES)
 
 
 class BatchSearchResponse(BaseModel):

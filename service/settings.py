@@ -18,6 +18,7 @@ from ingest.types import ChunkSettings
 
 if TYPE_CHECKING:
     from index.milvus import MilvusBackend
+    from service.server import ServerLimits
 
 LOG = logging.getLogger(__name__)
 
@@ -96,10 +97,33 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(60, ge=1)
     max_concurrent_searches: int = Field(4, ge=1)  # more wait up to search_queue_seconds
     search_queue_seconds: float = Field(2.0, ge=0)  # then 503 with Retry-After
+    search_queue_length: int = Field(16, ge=0)  # more waiting: 503 at once
+    # Batches run in a lane of their own, always smaller than max_concurrent_searches.
+    max_concurrent_batches: int = Field(1, ge=1)
+    # The HTTP server (service.server): slow and idle clients.
+    header_timeout: float = Field(10.0, gt=0)  # request line + headers, from the first byte
+    body_timeout: float = Field(20.0, gt=0)  # the whole request body; then 408
+    keep_alive_timeout: int = Field(5, ge=1)  # an idle kept-alive connection closes
+    max_connections: int = Field(1000, ge=16)  # over it, the oldest idle one is closed
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated IPs or
+    # networks, "*" for any); default none: the client is the socket's peer.
+    forwarded_allow_ips: str = ""
     log_queries: bool = False  # log question text verbatim (default: HMAC and length)
     log_json: bool = True  # `serve` logs JSON lines with request ids
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+
+    def server_limits(self) -> ServerLimits:
+        from service.server import ServerLimits
+
+        return ServerLimits(
+            header_timeout=self.header_timeout,
+            keep_alive_timeout=self.keep_alive_timeout,
+            max_connections=self.max_connections,
+            forwarded_allow_ips=tuple(
+                ip.strip() for ip in self.forwarded_allow_ips.split(",") if ip.strip()
+            ),
+        )
 
     def chunking(self) -> ChunkSettings:
         return ChunkSettings(

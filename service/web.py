@@ -20,6 +20,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.search import MAX_QUERY_CHARS, validate_query
 from index.tokenize import EN_STOPWORDS, lexical_tokens
@@ -40,6 +41,38 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+# Every response: no content sniffing, no referrer. The page and its files: also the CSP.
+BASE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: ``PAGE_HEADERS`` on the page and everything under ``/static``
+    (whichever way it is reached), ``BASE_HEADERS`` on every other response. A header the
+    route set itself is kept."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.page = [(k.lower().encode(), v.encode()) for k, v in PAGE_HEADERS.items()]
+        self.base = [(k.lower().encode(), v.encode()) for k, v in BASE_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        extra = self.page if path == "/" or path.startswith("/static/") else self.base
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in extra if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
 
 _EN_WORD = re.compile(r"[a-z0-9\u00c0-\u024f]+(?:'[a-z]+)?")
 

@@ -1,5 +1,6 @@
 """The on-disk index: atomic versions, manifest checks, cache reuse (fast: fake embedder)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from index.store import (
     LoadedIndex,
     check_compatible,
     current_version,
+    file_checksum,
     load_index,
     read_manifest,
 )
@@ -188,12 +190,16 @@ def test_partitions_switch_to_hnsw_above_the_threshold(tmp_path: Path) -> None:
 
 def test_sentences_out_of_chunk_order_are_refused(tmp_path: Path) -> None:
     """Where each chunk's sentences start is derived at load, so a sentences file whose
-    rows are not in chunk order (same size: the manifest's size check passes) is refused."""
+    rows are not in chunk order is refused, even with a manifest that vouches for it (the
+    checksum refuses a file merely changed after the build: tests/test_integrity.py)."""
     corpus = make_corpus(tmp_path / "c")
     build(corpus, tmp_path / "idx")
     version = tmp_path / "idx" / str(current_version(tmp_path / "idx"))
     sentences = np.load(version / "sentences.npy")
     assert load_index(tmp_path / "idx").sentences.shape == sentences.shape
     np.save(version / "sentences.npy", sentences[::-1].copy())
+    manifest = json.loads((version / "manifest.json").read_text("utf-8"))
+    manifest["checksums"]["files"]["sentences.npy"] = file_checksum(version / "sentences.npy")
+    (version / "manifest.json").write_text(json.dumps(manifest), "utf-8")
     with pytest.raises(IndexCorrupt, match="inconsistent"):
         load_index(tmp_path / "idx")
