@@ -1,6 +1,8 @@
 """HTML to plain text with selectolax: one line per block, page chrome dropped.
 
 The extracted text is what an HTML source stores (``SourceText.text``) and what offsets index.
+A page nested too deep to parse in reasonable time is refused before parsing
+(:class:`HtmlTooComplex`, with the reason).
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+from ingest.nesting import html_nesting
 
 LOG = logging.getLogger(__name__)
 
@@ -30,6 +34,13 @@ _BLOCK = frozenset(
 )
 _HEADING = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 
+# An HTML parser walks its open elements on most tags, so a page N elements deep takes it
+# N steps a tag. Browsers keep the DOM under 512 levels; real pages stay under ~100.
+MAX_HTML_DEPTH = 1_000
+# The sum of the depth at every tag: ~300 M steps are a few seconds of lexbor's time, and
+# ten times the largest page we accept (32 MB, ~1.5 M tags) at a typical depth of 20.
+MAX_HTML_WORK = 300_000_000
+
 
 @dataclass(frozen=True)
 class HtmlText:
@@ -38,15 +49,24 @@ class HtmlText:
     meta: dict[str, str] = field(default_factory=dict)  # title / author / date from <head>
 
 
-def html_to_text(html: str) -> HtmlText:
+class HtmlTooComplex(ValueError):
+    """Parsing the page would take too long: its elements nest too deep (see ingest.nesting)."""
+
+
+def html_to_text(
+    html: str, *, max_depth: int = MAX_HTML_DEPTH, max_work: int = MAX_HTML_WORK
+) -> HtmlText:
+    """The page's text; :class:`HtmlTooComplex` (before parsing) when it nests too deep."""
     from selectolax.lexbor import LexborHTMLParser
 
+    _check_nesting(html, max_depth, max_work)
     tree = LexborHTMLParser(html)
     meta = _head_meta(tree)
     for node in tree.css(_DROP):
         node.decompose()
+    in_article = {node.mem_id for node in tree.css("article header, main header")}
     for node in tree.css("header"):
-        if not _inside(node, ("article", "main")):
+        if node.mem_id not in in_article:
             node.decompose()
     root = tree.body or tree.root
     lines: list[str] = []
@@ -96,13 +116,18 @@ def _walk(root: Any, lines: list[str], headings: set[int]) -> None:
     flush()
 
 
-def _inside(node: Any, tags: tuple[str, ...]) -> bool:
-    parent = node.parent
-    while parent is not None:
-        if parent.tag in tags:
-            return True
-        parent = parent.parent
-    return False
+def _check_nesting(html: str, max_depth: int, max_work: int) -> None:
+    nesting = html_nesting(html, max_depth=max_depth, max_work=max_work)
+    if nesting.depth > max_depth:
+        raise HtmlTooComplex(
+            f"HTML nested more than {max_depth:,} elements deep (the parser's time grows "
+            "with the square of the depth)"
+        )
+    if nesting.work > max_work:
+        raise HtmlTooComplex(
+            f"HTML too costly to parse: more than {max_work:,} steps through open elements "
+            "(deep nesting times many tags)"
+        )
 
 
 def _head_meta(tree: Any) -> dict[str, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from ingest.decode import UndecodableError, decode_bytes
-from ingest.extract import html_to_text
+from ingest.extract import HtmlTooComplex, html_to_text
 from ingest.language import detect_language
 from ingest.metadata import normalize_title
 from ingest.page import Draft, parse_page
@@ -67,19 +68,24 @@ def load(
     root: Path | None = None,
     max_article_bytes: int = MAX_ARTICLE_BYTES,
     max_jsonl_bytes: int = MAX_JSONL_BYTES,
+    follow_external_symlinks: bool = False,
 ) -> LoadResult:
     """Read every supported file under ``paths``; every file found gets a :class:`FileReport`.
 
     ``root`` is the directory sources are named relative to; by default a directory argument
     is its own root and a file argument's root is its parent directory. A path outside an
     explicit ``root`` is a ``ValueError``. Directories are read recursively in sorted order;
-    hidden entries (".name") are reported as skipped without being read.
+    hidden entries (".name") are reported as skipped without being read, and so is a symbolic
+    link found inside a directory that leads outside it, unless ``follow_external_symlinks``.
+    A file that cannot be read (a link loop, a name that is not UTF-8, a record nested too
+    deeply, a lone surrogate) is one failed file or line in the report; the rest is read.
     """
     reports: list[FileReport] = []
     sources: list[SourceText] = []
     documents: list[Document] = []
     limits = {"jsonl": max_jsonl_bytes, "other": max_article_bytes}
-    for item, problem in _discover([Path(p) for p in paths], root):
+    found = _discover([Path(p) for p in paths], root, follow_external_symlinks)
+    for item, problem in found:
         result = _read_file(item, limits) if problem is None else _report(item, *problem)
         reports.append(result.report)
         sources.extend(result.sources)
@@ -88,7 +94,7 @@ def load(
         trouble = report.status == "failed" or (report.status == "ingested" and report.reason)
         log = LOG.warning if trouble else LOG.debug
         log("%s: %s (%s)", item.rel, report.status, report.reason or "ok")
-    documents = _unique_record_ids(documents)
+    sources, documents = _unique_names(sources, documents)
     LOG.info(
         "loaded %d documents from %d of %d files",
         len(documents),
@@ -104,7 +110,9 @@ def load(
 _Problem = tuple[FileStatus, str]  # a file reported without being read
 
 
-def _discover(paths: list[Path], root: Path | None) -> Iterator[tuple[_Input, _Problem | None]]:
+def _discover(
+    paths: list[Path], root: Path | None, follow_external: bool = False
+) -> Iterator[tuple[_Input, _Problem | None]]:
     """Every file under ``paths`` in order, with the reason when it is not to be read."""
     seen_files: dict[Path, str] = {}
     seen_dirs: set[Path] = set()
@@ -112,15 +120,20 @@ def _discover(paths: list[Path], root: Path | None) -> Iterator[tuple[_Input, _P
     for path in paths:
         base = root if root is not None else (path if path.is_dir() else path.parent)
         if not path.exists():
-            why = "broken symbolic link" if path.is_symlink() else "not found"
-            yield _Input(path, _relative(path, base)), ("failed", why)
+            why = _missing(path)
+            yield _Input(path, _printable(_relative(path, base))), ("failed", why)
             continue
-        for found, problem in _walk(path, base, seen_dirs):
+        walk = _walk(path, base, seen_dirs, None if follow_external else _resolved(base))
+        for found, problem in walk:
+            if problem is None:
+                problem = _bad_name(found)
             if problem is not None:
-                yield found, problem
+                yield replace(found, rel=_printable(found.rel)), problem
                 continue
-            real = found.path.resolve()
-            if real in seen_files:
+            real = _resolved(found.path)
+            if real is None:
+                yield found, ("failed", _missing(found.path))
+            elif real in seen_files:
                 yield found, ("skipped", f"same file as {seen_files[real]}")
             elif found.rel in names:
                 yield found, ("skipped", "another input has the same relative path")
@@ -130,17 +143,52 @@ def _discover(paths: list[Path], root: Path | None) -> Iterator[tuple[_Input, _P
                 yield found, None
 
 
-def _walk(path: Path, base: Path, seen_dirs: set[Path]) -> Iterator[tuple[_Input, _Problem | None]]:
+def _resolved(path: Path) -> Path | None:
+    """``path`` with every symbolic link followed; None for a link loop."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # "Symlink loop" (3.11), ELOOP
+        return None
+
+
+def _missing(path: Path) -> str:
+    if path.is_symlink():
+        return "symbolic link loop" if _resolved(path) is None else "broken symbolic link"
+    return "not found"
+
+
+def _printable(rel: str) -> str:
+    """A name fit for reports and JSON: bytes that are not UTF-8 (surrogate-escaped by the
+    OS layer) shown as ``\\xff``."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _bad_name(item: _Input) -> _Problem | None:
+    """A file name that cannot be cited or stored: bytes that are not UTF-8."""
+    if _printable(item.rel) != item.rel:
+        return ("failed", "the file name is not valid UTF-8; rename the file")
+    return None
+
+
+def _walk(
+    path: Path, base: Path, seen_dirs: set[Path], inside: Path | None = None
+) -> Iterator[tuple[_Input, _Problem | None]]:
     """Files under ``path``, sorted by name within each directory.
 
     Directories are tracked by their resolved path, so a symbolic link loop is read once.
+    With ``inside`` (the resolved corpus root), a symbolic link below ``path`` that leads
+    outside it is skipped, not followed.
     """
     item = _Input(path, _relative(path, base))
     if not path.is_dir():
         yield item, None
         return
-    real = path.resolve()
-    if real in seen_dirs:
+    real = _resolved(path)
+    if real is None or real in seen_dirs:
         yield item, ("skipped", "directory already read (symbolic link loop or alias)")
         return
     seen_dirs.add(real)
@@ -153,12 +201,29 @@ def _walk(path: Path, base: Path, seen_dirs: set[Path]) -> Iterator[tuple[_Input
         if entry.name.startswith("."):
             what = "directory" if entry.is_dir() else "file"
             yield _Input(entry, _relative(entry, base)), ("skipped", f"hidden {what}")
+        elif inside is not None and entry.is_symlink() and _outside(entry, inside):
+            yield (
+                _Input(entry, _relative(entry, base)),
+                (
+                    "skipped",
+                    "symbolic link to a path outside the corpus (not followed; "
+                    "`medcite ingest --follow-symlinks` follows it)",
+                ),
+            )
         else:
-            yield from _walk(entry, base, seen_dirs)
+            yield from _walk(entry, base, seen_dirs, inside)
+
+
+def _outside(link: Path, inside: Path) -> bool:
+    target = _resolved(link)
+    return target is not None and not target.is_relative_to(inside)
 
 
 def _relative(path: Path, base: Path) -> str:
-    for p, b in ((path.absolute(), base.absolute()), (path.resolve(), base.resolve())):
+    for form in (Path.absolute, _resolved):  # resolved only when needed: it may loop
+        p, b = form(path), form(base)
+        if p is None or b is None:
+            continue
         try:
             rel = p.relative_to(b).as_posix()
         except ValueError:
@@ -211,7 +276,10 @@ def _report(
 
 def _read_page(item: _Input, raw: str, encoding: str, kind: Kind) -> _FileResult:
     if kind == "html":
-        extracted = html_to_text(raw)
+        try:
+            extracted = html_to_text(raw)
+        except HtmlTooComplex as exc:
+            return _report(item, "failed", str(exc), encoding)
         text, headings, meta = extracted.text, extracted.headings, extracted.meta
     else:
         text, headings, meta = raw, frozenset(), {}
@@ -305,6 +373,8 @@ def _record(raw: str) -> tuple[str, str, str]:
         record = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(record, dict):
         raise ValueError(f"a JSON {type(record).__name__}, not an object")
     doc_id = record.get("id", record.get("_id"))
@@ -318,17 +388,57 @@ def _record(raw: str) -> tuple[str, str, str]:
         raise ValueError("no text" if body is None else "text is not a string")
     if not body.strip():
         raise ValueError("empty text")
+    for field, value in (("id", str(doc_id)), ("title", title), ("text", body)):
+        lone = _SURROGATE.search(value)
+        if lone:  # a JSON escape such as "\ud800": not a character, cannot be stored or cited
+            raise ValueError(
+                f"{field} holds a lone surrogate (U+{ord(lone.group()):04X}), not valid Unicode"
+            )
     return str(doc_id), title, body
 
 
-def _unique_record_ids(documents: list[Document]) -> list[Document]:
-    """Prefix a record id with its file ("FILE.jsonl#ID") when another document has it too."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unique_names(
+    sources: list[SourceText], documents: list[Document]
+) -> tuple[list[SourceText], list[Document]]:
+    """Make source names and document ids unique by construction, whatever the file names
+    and record ids are (a page file may be named "a.jsonl#x.txt", a record id may be
+    "b.jsonl#shared" or "a.txt").
+
+    Sources: a page keeps its path (paths are unique); a record keeps "FILE.jsonl#ID" unless
+    that is taken, then gets "~2", "~3", ... Documents: a page's ids ("a.txt", "a.txt#1")
+    and every record id no other document has are kept; a record id two documents share
+    becomes the record's source name, and one that is still taken a "~N" suffix.
+    """
+    # Record documents and record sources are made one for one, in the same order.
+    taken_sources = {s.source for s in sources if s.kind != "jsonl"}
+    record_names: list[str] = []
+    for source in sources:
+        if source.kind == "jsonl":
+            record_names.append(_free(source.source, taken_sources))
+            taken_sources.add(record_names[-1])
+    names = iter(record_names)
+    sources = [replace(s, source=next(names)) if s.kind == "jsonl" else s for s in sources]
+    names = iter(record_names)
+    documents = [replace(d, source=next(names)) if d.kind == "record" else d for d in documents]
     counts = Counter(d.doc_id for d in documents)
-    if all(n == 1 for n in counts.values()):
-        return documents
+    taken = {d.doc_id for d in documents if d.kind != "record" or counts[d.doc_id] == 1}
     unique: list[Document] = []
     for doc in documents:
         if doc.kind == "record" and counts[doc.doc_id] > 1:
-            doc = replace(doc, doc_id=doc.source)
+            doc = replace(doc, doc_id=_free(doc.source, taken))
+            taken.add(doc.doc_id)
         unique.append(doc)
-    return unique
+    return sources, unique
+
+
+def _free(name: str, taken: set[str]) -> str:
+    """``name``, or ``name~2``, ``name~3``, ... whichever is not taken yet."""
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name}~{n}" in taken:
+        n += 1
+    return f"{name}~{n}"

@@ -23,6 +23,7 @@ import anyio
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
+import service.convertors  # noqa: F401  ({doc_id:anypath})
 from index.build import remove_documents
 from index.embed import set_threads
 from index.errors import DocumentNotFound, MedciteError
@@ -137,7 +138,7 @@ def admin_router(settings: Settings) -> APIRouter:
         return version
 
     @router.delete(
-        "/documents/{doc_id:path}",
+        "/documents/{doc_id:anypath}",
         response_model=RemovedResponse,
         responses={**ADMIN_ERRORS, 404: {"model": ErrorResponse}},
     )

@@ -108,10 +108,17 @@ def run_ingest(
     from ingest import load
 
     set_threads(settings.threads if settings.threads > 1 else os.cpu_count() or 1)
-    result = loaded if loaded is not None else load(paths)
+    result = (
+        loaded
+        if loaded is not None
+        else load(paths, follow_external_symlinks=settings.follow_external_symlinks)
+    )
     if embedder is None:
         embedder = load_embedder(
-            settings.model, cache_dir=settings.cache_dir, batch_size=settings.embed_batch_size
+            settings.model,
+            cache_dir=settings.cache_dir,
+            batch_size=settings.embed_batch_size,
+            runtime=settings.runtime,
         )
     import sqlite3
 
@@ -173,6 +180,13 @@ def run_ingest(
     "local Ray started for this run.",
 )
 @click.option("--workers", type=int, default=2, show_default=True, help="Ray embedding actors.")
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    default=None,
+    help="Follow symbolic links that lead outside the corpus folder (default: skip and "
+    "report them; MEDCITE_FOLLOW_EXTERNAL_SYMLINKS).",
+)
 def ingest(
     paths: tuple[Path, ...],
     index_dir: Path | None,
@@ -181,12 +195,13 @@ def ingest(
     engine: str,
     address: str | None,
     workers: int,
+    follow_symlinks: bool | None,
 ) -> None:
     """Read articles (.txt .md .html, BEIR corpus.jsonl) and build the index."""
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise click.BadParameter(f"no such file or directory: {', '.join(missing)}")
-    settings = _settings(index_dir=index_dir, model=model)
+    settings = _settings(index_dir=index_dir, model=model, follow_external_symlinks=follow_symlinks)
     with _domain_errors():
         embedder = None
         chunker = None

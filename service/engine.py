@@ -30,7 +30,10 @@ def load_engine(settings: Settings) -> Engine:
     """Load model and index and check they belong together; raises MedciteError."""
     set_threads(settings.threads)
     embedder = load_embedder(
-        settings.model, cache_dir=settings.cache_dir, batch_size=settings.embed_batch_size
+        settings.model,
+        cache_dir=settings.cache_dir,
+        batch_size=settings.embed_batch_size,
+        runtime=settings.runtime,
     )
     backend = settings.backend()
     # Starting: a damaged live version gives way to the newest intact one (logged loudly).

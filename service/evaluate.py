@@ -155,7 +155,7 @@ def ensure_index(
         key = hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:16]
         index_dir = settings.cache_dir / "eval" / key
     settings = settings.model_copy(update={"index_dir": index_dir})
-    loaded = load([corpus])
+    loaded = load([corpus], follow_external_symlinks=settings.follow_external_symlinks)
     want = corpus_fingerprint(loaded)
     try:
         manifest = read_manifest(index_dir)
@@ -262,7 +262,7 @@ def evaluate(
         unanswerable = dict(list(unanswerable.items())[:limit])
     if not queries:
         raise MedciteError("no query has a relevance judgement: nothing to evaluate")
-    embedder = load_embedder(settings.model, cache_dir=settings.cache_dir)
+    embedder = load_embedder(settings.model, cache_dir=settings.cache_dir, runtime=settings.runtime)
     backend = settings.backend()
     try:
         index_dir = ensure_index(

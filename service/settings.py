@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     bm25_b: float = Field(0.4, ge=0, le=1)
     bm25_title_boost: int = Field(3, ge=0, le=20)  # chosen on en_medquad_lite
     embed_batch_size: int = Field(32, ge=1, le=1024)
+    # The default model's runtime: ONNX Runtime (same vectors, faster) or torch.
+    runtime: Literal["onnx", "torch"] = "onnx"
+    # Follow a symbolic link in the corpus that leads outside it (default: skip it, reported).
+    follow_external_symlinks: bool = False
     # Embed each sentence of a chunk too: evidence spans and sentence-window scores.
     sentence_windows: bool = True
 

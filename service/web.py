@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import service.convertors  # noqa: F401  ({doc_id:anypath})
 from index.search import MAX_QUERY_CHARS, validate_query
 from index.tokenize import EN_STOPWORDS, lexical_tokens
 from ingest.language import HAN_CHAR, detect_language
@@ -144,7 +145,7 @@ def terms(
 
 
 @router.get(
-    "/documents/{doc_id:path}",
+    "/documents/{doc_id:anypath}",
     response_model=DocumentResponse,
     responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
