@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from index.errors import BackendUnavailable, InvalidQuery, MedciteError
 from index.search import SearchResult, search, validate_query
@@ -28,6 +28,7 @@ from service.ops import (
     RequestContext,
     SearchAdmission,
     TokenBuckets,
+    replaying,
 )
 from service.schemas import (
     BatchSearchRequest,
@@ -95,16 +96,8 @@ class BodySizeLimit:
             return
         if chunks is None:  # the client went away
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-        await self.app(scope, replay, send)
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, replaying(receive, body), send)
 
     async def _read(self, receive: Receive) -> list[bytes] | None:
         chunks: list[bytes] = []

@@ -376,16 +376,19 @@ async def _buffered(receive: Receive) -> tuple[Receive, bytes]:
     """Read the whole request body (already bounded by BodySizeLimit) and a ``receive``
     that replays it."""
     chunks: list[bytes] = []
-    first: Message | None = None
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            first = message  # a disconnect: replay it
-            break
+            return replaying(receive, message), b""  # a disconnect: replay it
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
+    return replaying(receive, {"type": "http.request", "body": body, "more_body": False}), body
+
+
+def replaying(receive: Receive, first: Message) -> Receive:
+    """A ``receive`` that gives ``first`` once, then what ``receive`` gives."""
     replayed = False
 
     async def replay() -> Message:
@@ -393,8 +396,6 @@ async def _buffered(receive: Receive) -> tuple[Receive, bytes]:
         if replayed:
             return await receive()
         replayed = True
-        if first is not None:
-            return first
-        return {"type": "http.request", "body": body, "more_body": False}
+        return first
 
-    return replay, body
+    return replay

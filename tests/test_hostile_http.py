@@ -166,27 +166,23 @@ def test_headers_sent_a_byte_at_a_time_do_not_extend_the_deadline(live: str) -> 
         assert closed_within(sock, 6, trickle=slow)  # 40 s to send it all
 
 
-def test_a_slow_body_gets_a_408(live: str) -> None:
-    head = (
-        b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100\r\n\r\n"
-    )
+POST = b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+
+@pytest.mark.parametrize(
+    "request_start",
+    [
+        POST + b'Content-Length: 100\r\n\r\n{"query": ',  # a body that never completes
+        POST + b"Transfer-Encoding: chunked\r\n\r\nFFFFFFF\r\n{",  # a huge chunk, trickled
+    ],
+    ids=["slow-body", "huge-chunk"],
+)
+def test_a_body_that_does_not_arrive_in_time_gets_a_408(live: str, request_start: bytes) -> None:
     with connect(live) as sock:
-        sock.sendall(head + b'{"query": ')
+        sock.sendall(request_start)
         reply = read_all(sock)
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert b"request_timeout" in reply and b"x-request-id" in reply.lower()
-
-
-def test_a_huge_chunk_size_trickled_gets_a_408(live: str) -> None:
-    head = (
-        b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\nFFFFFFF\r\n"
-    )
-    with connect(live) as sock:
-        sock.sendall(head + b"{")
-        reply = read_all(sock)
-    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
 
 
 def test_idle_sockets_beyond_the_limit_do_not_starve_real_clients(live: str) -> None:
