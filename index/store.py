@@ -119,6 +119,19 @@ def read_documents(version: Path) -> dict[str, Document]:
     return documents
 
 
+def _source(row: dict[str, Any]) -> SourceText:
+    """A sources.jsonl row; ``pages`` (PDF page starts) is absent before PDF support."""
+    pages = row.pop("pages", None)
+    return SourceText(**row, pages=tuple(pages) if pages is not None else None)
+
+
+def _source_row(source: SourceText) -> dict[str, Any]:
+    row = dataclasses.asdict(source)
+    if row["pages"] is None:
+        del row["pages"]  # rows of non-PDF sources stay as they were
+    return row
+
+
 def read_chunks(version: Path) -> list[Chunk]:
     """A version directory's chunks, in row order (aligned with vectors.npy)."""
     return [Chunk(**row) for row in _read_jsonl(version / "chunks.jsonl")]
@@ -289,7 +302,7 @@ def _write_files(
 ) -> None:
     """Every file of a version into ``tmp``, the manifest (sizes, checksums) last."""
     with _naming(tmp / "sources.jsonl") as path:
-        _write_jsonl(path, (dataclasses.asdict(s) for s in sources))
+        _write_jsonl(path, (_source_row(s) for s in sources))
     with _naming(tmp / "documents.jsonl") as path:
         _write_jsonl(path, (dataclasses.asdict(d) for d in documents))
     with _naming(tmp / "chunks.jsonl") as path:
@@ -619,9 +632,7 @@ def _load_version(version: Path, backend: Backend | None) -> LoadedIndex:
         import bm25s
         import faiss
 
-        sources = {
-            row["source"]: SourceText(**row) for row in _read_jsonl(version / "sources.jsonl")
-        }
+        sources = {row["source"]: _source(row) for row in _read_jsonl(version / "sources.jsonl")}
         documents = read_documents(version)
         chunks = read_chunks(version)
         # In memory, not memory-mapped: a file truncated under a mapping kills the process

@@ -85,15 +85,23 @@ def parse_page(
     markdown: bool = False,
     headings: frozenset[int] = frozenset(),
     meta: Mapping[str, str] | None = None,
+    drop: frozenset[int] = frozenset(),
+    layout_lines: bool = False,
 ) -> list[Draft]:
     """The documents on a page: the main article first, then its cards in page order.
 
-    ``headings`` are indices of lines known to be headings (from HTML markup); ``meta`` holds
-    fallbacks for title / author / date (from HTML ``<head>`` or markdown front matter).
+    ``headings`` are indices of lines known to be headings (from HTML markup, Word styles or
+    PDF font sizes); ``meta`` holds fallbacks for title / author / date (from HTML ``<head>``,
+    markdown front matter or document metadata); ``drop`` are indices of lines known to be
+    boilerplate (a PDF's running headers, footers and page numbers). With ``layout_lines`` (a
+    PDF, whose lines are wrapped where the page ends them) the first line is the title only
+    when it is one of ``headings``, else the metadata title is used.
     Documents without any content are left out.
     """
     lines = split_lines(text)
     reasons = find_boilerplate(lines)
+    for i in drop:
+        reasons[i] = "running-header"
     meta = dict(meta or {})
     if markdown:
         _front_matter(lines, reasons, meta)
@@ -102,7 +110,7 @@ def parse_page(
         return []
     texts = [lines[i].text for i in kept]
 
-    main, pos = _title(texts, meta, markdown)
+    main, pos = _title(texts, meta, markdown, not layout_lines or kept[0] in headings)
     if pos:  # a title line, so maybe a byline under it
         pos = _header(texts, pos, main)
     main.author = main.author or meta.get("author")
@@ -122,12 +130,14 @@ def parse_page(
     return [d for d in drafts if d.segments]
 
 
-def _title(texts: list[str], meta: Mapping[str, str], markdown: bool) -> tuple[Draft, int]:
+def _title(
+    texts: list[str], meta: Mapping[str, str], markdown: bool, may_be_title: bool = True
+) -> tuple[Draft, int]:
     first = texts[0]
     heading = strong_heading(first) if markdown else None
     if heading is not None and heading.style == "markdown":
         return Draft(heading.section), 1
-    if _title_like(first):
+    if may_be_title and _title_like(first):
         return Draft(first), 1
     if meta.get("title"):
         return Draft(meta["title"]), 0

@@ -1,7 +1,8 @@
 """Load a corpus: files and directories of articles to sources, documents and file reports.
 
-Articles are ``.txt`` / ``.md`` / ``.html`` pages (one main article, possibly followed by short
-Q&A cards, each its own document) and BEIR-style ``*.jsonl`` files (one ``{"id", "title",
+Articles are ``.txt`` / ``.md`` / ``.html`` / ``.pdf`` / ``.docx`` pages (one main article,
+possibly followed by short Q&A cards, each its own document; PDF and Word text is extracted by
+:mod:`ingest.documents`) and BEIR-style ``*.jsonl`` files (one ``{"id", "title",
 "text"}`` record per line, each its own document and source).
 
 Ids: a page with one document uses its relative path ("a/b.txt"); further documents on the same
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from ingest.decode import UndecodableError, decode_bytes
+from ingest.documents import MAX_PDF_PAGES, DocumentError, docx_to_text, pdf_to_text
 from ingest.extract import HtmlTooComplex, html_to_text
 from ingest.language import detect_language
 from ingest.metadata import normalize_title
@@ -30,7 +32,7 @@ from ingest.types import Document, FileReport, FileStatus, LoadResult, Segment, 
 
 LOG = logging.getLogger(__name__)
 
-Kind = Literal["text", "markdown", "html", "jsonl"]
+Kind = Literal["text", "markdown", "html", "jsonl", "pdf", "docx"]
 KINDS: dict[str, Kind] = {
     ".txt": "text",
     ".md": "markdown",
@@ -38,6 +40,8 @@ KINDS: dict[str, Kind] = {
     ".html": "html",
     ".htm": "html",
     ".jsonl": "jsonl",
+    ".pdf": "pdf",
+    ".docx": "docx",
 }
 _LANGUAGE_SAMPLE = 4000  # characters of a document used to decide its language
 _BAD_LINES_SHOWN = 5
@@ -257,6 +261,8 @@ def _read_file(item: _Input, limits: dict[str, int]) -> _FileResult:
         return _report(item, "failed", f"unreadable: {exc.strerror or exc}")
     if not data.strip():
         return _report(item, "skipped", "empty")
+    if kind in ("pdf", "docx"):
+        return _read_document(item, data, kind)
     try:
         text, encoding = decode_bytes(data)
     except UndecodableError as exc:
@@ -274,19 +280,56 @@ def _report(
     return _FileResult(FileReport(item.rel, status, reason, encoding), [], [])
 
 
-def _read_page(item: _Input, raw: str, encoding: str, kind: Kind) -> _FileResult:
+def _read_document(item: _Input, data: bytes, kind: Kind) -> _FileResult:
+    """A PDF or Word file: its extracted text read as a page (see :mod:`ingest.documents`)."""
+    try:
+        if kind == "pdf":
+            extracted = pdf_to_text(data, max_pages=MAX_PDF_PAGES)
+        else:
+            extracted = docx_to_text(data)
+    except DocumentError as exc:
+        return _report(item, "failed", str(exc), kind)
+    return _read_page(
+        item,
+        extracted.text,
+        kind,
+        kind,
+        headings=extracted.headings,
+        meta=extracted.meta,
+        drop=extracted.drop,
+        pages=extracted.pages,
+    )
+
+
+def _read_page(
+    item: _Input,
+    raw: str,
+    encoding: str,
+    kind: Kind,
+    *,
+    headings: frozenset[int] = frozenset(),
+    meta: dict[str, str] | None = None,
+    drop: frozenset[int] = frozenset(),
+    pages: tuple[int, ...] | None = None,
+) -> _FileResult:
+    text = raw
     if kind == "html":
         try:
             extracted = html_to_text(raw)
         except HtmlTooComplex as exc:
             return _report(item, "failed", str(exc), encoding)
         text, headings, meta = extracted.text, extracted.headings, extracted.meta
-    else:
-        text, headings, meta = raw, frozenset(), {}
-    drafts = parse_page(text, markdown=kind == "markdown", headings=headings, meta=meta)
+    drafts = parse_page(
+        text,
+        markdown=kind == "markdown",
+        headings=headings,
+        meta=meta or {},
+        drop=drop,
+        layout_lines=kind == "pdf",
+    )
     if not drafts:
         return _report(item, "skipped", "no article text after removing boilerplate", encoding)
-    source = SourceText(item.rel, text, encoding, kind)
+    source = SourceText(item.rel, text, encoding, kind, pages)
     documents = _page_documents(item.rel, text, drafts)
     report = FileReport(item.rel, "ingested", None, encoding, len(documents))
     return _FileResult(report, [source], documents)

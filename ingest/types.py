@@ -2,11 +2,13 @@
 
 Offsets are Python ``str`` indices (code points) into ``SourceText.text``: for a
 ``.txt``/``.md`` file the decoded file, for a ``corpus.jsonl`` line its ``text`` field,
-for an ``.html`` file the text extracted from it. ``source_text[start:end] == chunk.text``.
+for an ``.html``, ``.pdf`` or ``.docx`` file the text extracted from it (ingest.extract,
+ingest.documents). ``source_text[start:end] == chunk.text``.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,8 +22,19 @@ class SourceText:
 
     source: str  # path relative to the corpus root; ``FILE.jsonl#DOC_ID`` for jsonl
     text: str
-    encoding: str  # "utf-8", "gb18030", ... ("json" for jsonl records)
-    kind: Literal["text", "markdown", "html", "jsonl"]
+    encoding: str  # "utf-8", "gb18030", ... ("json" for jsonl records, "pdf", "docx")
+    kind: Literal["text", "markdown", "html", "jsonl", "pdf", "docx"]
+    # PDF: the start offset of each page in ``text`` (page n starts at ``pages[n - 1]``).
+    pages: tuple[int, ...] | None = None
+
+
+def pages_of(source: SourceText, start: int, end: int) -> tuple[int | None, int | None]:
+    """The first and last page (1-based) of the span ``[start, end)``; None without pages."""
+    if not source.pages:
+        return None, None
+    first = max(1, bisect_right(source.pages, start))
+    last = max(first, bisect_right(source.pages, max(start, end - 1)))
+    return first, last
 
 
 @dataclass(frozen=True)

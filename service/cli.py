@@ -197,7 +197,7 @@ def ingest(
     workers: int,
     follow_symlinks: bool | None,
 ) -> None:
-    """Read articles (.txt .md .html, BEIR corpus.jsonl) and build the index."""
+    """Read articles (.txt .md .html .pdf .docx, BEIR corpus.jsonl) and build the index."""
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise click.BadParameter(f"no such file or directory: {', '.join(missing)}")
@@ -284,9 +284,17 @@ def search(query: str, k: int, language: str | None, as_json: bool, index_dir: P
     for p in response.passages:
         byline = ", ".join(x for x in (p.author, p.institution, p.date) if x)
         click.echo(f"[{p.rank}] {p.title}" + (f" — {byline}" if byline else ""))
-        click.echo(f"    {p.source} [{p.start}:{p.end}]" + (f" § {p.section}" if p.section else ""))
+        where = f"{p.source} [{p.start}:{p.end}]" + _page_label(p.page_start, p.page_end)
+        click.echo(f"    {where}" + (f" § {p.section}" if p.section else ""))
         click.echo("    " + " ".join(p.text.split())[:400])
     click.echo(f"\n{response.disclaimer}")
+
+
+def _page_label(first: int | None, last: int | None) -> str:
+    """The pages of a PDF passage, " p. 3" or " pp. 3-4"; "" for other sources."""
+    if first is None:
+        return ""
+    return f" p. {first}" if last in (None, first) else f" pp. {first}-{last}"
 
 
 @main.command()

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from index.search import SearchResult
 from index.store import LoadedIndex
-from ingest.types import Chunk, Document
+from ingest.types import Chunk, Document, pages_of
 from service.disclaimer import disclaimer, no_answer
 from service.ops import MAX_BATCH_QUERIES
 from service.safety import urgent_notice
@@ -53,6 +53,12 @@ class Passage(BaseModel):
     source: str = Field(description="File relative to the corpus root, or FILE.jsonl#DOC_ID.")
     start: int = Field(description="Start offset (characters) into the source text.")
     end: int = Field(description="End offset (characters, exclusive) into the source text.")
+    page_start: int | None = Field(
+        None, description="PDF sources: the page (1-based) the passage starts on; else null."
+    )
+    page_end: int | None = Field(
+        None, description="PDF sources: the page (1-based) the passage ends on; else null."
+    )
     section: str | None
     author: str | None
     author_title: str | None
@@ -110,15 +116,14 @@ def to_response(result: SearchResult, index: LoadedIndex, took_ms: float) -> Sea
     for rank, hit in enumerate(result.hits, start=1):
         chunk = hit.chunk
         doc = index.documents[chunk.doc_id]
+        source = index.sources[chunk.source]
+        page_start, page_end = pages_of(source, chunk.start, chunk.end)
         passages.append(
             Passage(
                 rank=rank,
                 score=round(hit.score, 6),
                 text=chunk.text,
-                evidence=[
-                    Evidence(start=a, end=b, text=index.sources[chunk.source].text[a:b])
-                    for a, b in hit.evidence
-                ],
+                evidence=[Evidence(start=a, end=b, text=source.text[a:b]) for a, b in hit.evidence],
                 truncated=cut_off(chunk, doc),
                 doc_id=chunk.doc_id,
                 chunk_id=chunk.chunk_id,
@@ -126,6 +131,8 @@ def to_response(result: SearchResult, index: LoadedIndex, took_ms: float) -> Sea
                 source=chunk.source,
                 start=chunk.start,
                 end=chunk.end,
+                page_start=page_start,
+                page_end=page_end,
                 section=chunk.section,
                 author=doc.author,
                 author_title=doc.author_title,

@@ -110,6 +110,11 @@ class DocumentResponse(BaseModel):
         description="The document's kept spans of `text`, in order; the rest is boilerplate "
         "(or belongs to another document of the same page)."
     )
+    pages: list[int] | None = Field(
+        None,
+        description="PDF sources: the start offset in `text` of each page (page n starts at "
+        "pages[n-1]); null for other sources.",
+    )
 
 
 def highlight_terms(query: str) -> list[str]:
@@ -169,6 +174,7 @@ def document(doc_id: str, engine: EngineDep) -> DocumentResponse:
         segments=[
             DocumentSegment(start=s.start, end=s.end, section=s.section) for s in doc.segments
         ],
+        pages=list(source.pages) if source.pages is not None else None,
     )
 
 

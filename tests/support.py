@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -96,3 +97,70 @@ def write_relevance_model(
     model = hand_model(threshold, question, **coef)
     path.write_text(json.dumps({"models": {"intfloat/multilingual-e5-small": model.to_json()}}))
     return path
+
+
+# --- PDFs built in the tests (reportlab) ---------------------------------------------------
+
+HEADER = "Heart Health Review, Vol. 12"
+HEADINGS = [None, "Salt and blood pressure", "Exercise"]
+PAGES_EN = [
+    [
+        "High blood pressure often has no symptoms at all, so adults should have it",
+        "measured at least once a year by a nurse or a doctor.",
+        "A reading above 140 over 90 on two separate days is called hypertension.",
+    ],
+    [
+        "Eating less salt lowers blood pressure within a few weeks. Adults should keep",
+        "their salt below five grams a day, and most of it hides in bread and cheese.",
+    ],
+    [
+        "Walking briskly for thirty minutes on most days lowers blood pressure and helps",
+        "the heart. Swimming and cycling work as well as walking does.",
+    ],
+]
+
+
+def build_pdf(
+    pages: list[list[str]],
+    *,
+    headings: list[str | None] | None = None,
+    header: str | None = HEADER,
+    font: str = "Helvetica",
+    title: str | None = None,
+    author: str | None = None,
+    encrypt: str | None = None,
+) -> bytes:
+    """A PDF with one text line per string, a running header, headings in 16 pt and the page
+    number ("Page N of M") at the foot of every page."""
+    from reportlab.pdfgen import canvas
+
+    if font != "Helvetica":
+        from reportlab.pdfbase import pdfmetrics
+        from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+
+        pdfmetrics.registerFont(UnicodeCIDFont(font))
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, invariant=1, encrypt=encrypt)  # invariant: created 2000-01-01
+    if title:
+        c.setTitle(title)
+    if author:
+        c.setAuthor(author)
+    for n, lines in enumerate(pages, start=1):
+        if header:
+            c.setFont(font, 9)
+            c.drawString(72, 800, header)
+        y = 760
+        heading = (headings or [])[n - 1] if headings else None
+        if heading:
+            c.setFont(font, 16)
+            c.drawString(72, y, heading)
+            y -= 24
+        c.setFont(font, 11)
+        for line in lines:
+            c.drawString(72, y, line)
+            y -= 15
+        c.setFont(font, 9)
+        c.drawString(280, 40, f"Page {n} of {len(pages)}")
+        c.showPage()
+    c.save()
+    return buf.getvalue()

@@ -101,7 +101,7 @@ def mixed(tmp_path: Path) -> Path:
     (root / "blank.md").write_text("  \n\n", encoding="utf-8")
     (root / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")
     (root / "latin.txt").write_bytes("Café au lait, naïve résumé, déjà vu.".encode("latin-1"))
-    (root / "paper.pdf").write_bytes(b"%PDF-1.4")
+    (root / "paper.odt").write_bytes(b"PK\x03\x04")
     (root / ".DS_Store").write_bytes(b"\x00\x01")
     records = [
         {"id": "d1", "title": "Back pain", "text": "  Back pain is common in pregnancy.  "},
@@ -146,7 +146,7 @@ def test_every_file_gets_a_report(mixed: Path) -> None:
             "image.txt",
             "latin.txt",
             "notes.md",
-            "paper.pdf",
+            "paper.odt",
             "pipe.txt",
             "sub/loop",
             "sub/other.jsonl",
@@ -159,7 +159,7 @@ def test_every_file_gets_a_report(mixed: Path) -> None:
     assert report_for(result, "sub/page.htm") == ("ingested", None, "utf-8", 1)
     assert report_for(result, "empty.txt") == ("skipped", "empty", None, 0)
     assert report_for(result, "blank.md")[:2] == ("skipped", "empty")
-    assert report_for(result, "paper.pdf") == ("skipped", "unsupported file type '.pdf'", None, 0)
+    assert report_for(result, "paper.odt") == ("skipped", "unsupported file type '.odt'", None, 0)
     assert report_for(result, ".DS_Store")[:2] == ("skipped", "hidden file")
     assert report_for(result, "dangling.txt")[:2] == ("failed", "broken symbolic link")
     assert report_for(result, "pipe.txt")[:2] == ("skipped", "not a regular file")

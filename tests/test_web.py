@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import httpx
 import pytest
-from support import REPO, cache_dir, serve
+from support import HEADINGS, PAGES_EN, REPO, build_pdf, cache_dir, serve
 
 from service.disclaimer import DISCLAIMERS, NO_ANSWER
 
@@ -96,6 +96,23 @@ def evil_server(browser_available: None, tmp_path_factory: pytest.TempPathFactor
     (corpus / "plain.txt").write_text(
         "Healthy teeth\n\nBrush your teeth twice a day. Floss once a day.\n", encoding="utf-8"
     )
+    env = {
+        "MEDCITE_MODEL": "hashing-32",
+        "MEDCITE_ABSTAIN": "false",
+        "MEDCITE_CORPUS_DIR": str(corpus),
+        "MEDCITE_INDEX_DIR": str(root / "index"),  # empty: serve builds the index first
+        "MEDCITE_CACHE_DIR": str(root / "cache"),
+    }
+    with serve(env, root / "serve.log", timeout=180) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def pdf_server(browser_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("pdf")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    (corpus / "bp.pdf").write_bytes(build_pdf(PAGES_EN, headings=HEADINGS, title="BP guide"))
     env = {
         "MEDCITE_MODEL": "hashing-32",
         "MEDCITE_ABSTAIN": "false",
@@ -647,3 +664,47 @@ def test_a_red_flag_question_shows_the_api_urgent_notice(
     shot(browser, "urgent-notice-real")
     ask(browser, seed_server, "back pain in week 20")
     assert not text_of(browser, "urgent")[1]
+
+
+# ---- a PDF: citations by page --------------------------------------------------------
+
+PAGE_MARKERS = """
+const mark = document.querySelector('#source-text mark.cited');
+const markers = [...document.querySelectorAll('#source-text .sv-page')];
+const before = markers.filter(
+  (m) => m.compareDocumentPosition(mark) & Node.DOCUMENT_POSITION_FOLLOWING);
+return {
+  pages: markers.map((m) => m.dataset.page),
+  labels: markers.map((m) => getComputedStyle(m, '::before').content),
+  citedOn: before.length ? before[before.length - 1].dataset.page : null,
+};
+"""
+
+
+def test_a_pdf_passage_cites_its_page_and_the_source_shows_pages(
+    browser: webdriver.Chrome, pdf_server: str
+) -> None:
+    query = "How many grams of salt a day should adults eat?"
+    body = api_search(pdf_server, query)
+    top = body["passages"][0]
+    assert (top["page_start"], top["page_end"]) == (2, 2)
+    ask(browser, pdf_server, query)
+    card = browser.find_element(By.CSS_SELECTOR, "#cards > li.card")
+    assert card.find_element(By.CSS_SELECTOR, ".cite .pages").text == "p. 2"
+    citation = card.find_element(By.CSS_SELECTOR, ".copy-citation").get_attribute("data-citation")
+    assert citation == f"{top['title']} — bp.pdf, p. 2 [{top['start']}:{top['end']}]"
+
+    mark = open_source_view(browser, card.find_element(By.CSS_SELECTOR, ".show-source"))
+    assert js(browser, "return arguments[0].textContent", mark) == top["text"]
+    assert "p. 2" in browser.find_element(By.ID, "source-meta").text
+    found = js(browser, PAGE_MARKERS)
+    assert found["pages"] == ["1", "2", "3"] and found["citedOn"] == "2"
+    assert found["labels"] == ['"p. 1"', '"p. 2"', '"p. 3"']
+    shot(browser, "source-view-pdf-pages")
+    browser.find_element(By.ID, "source-boilerplate").click()  # markers are no text
+    wait_source_view(browser)
+    doc = httpx.get(f"{pdf_server}/documents/bp.pdf").json()
+    assert js(browser, "return document.getElementById('source-text').textContent") == doc["text"]
+    assert js(browser, PAGE_MARKERS)["pages"] == ["1", "2", "3"]
+    browser.find_element(By.ID, "source-boilerplate").click()
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()

@@ -46,6 +46,7 @@
       showRemoved: "Show removed text (page boilerplate, other cards)",
       close: "Close",
       section: "Section",
+      page: (a, b) => (a === b ? `p. ${a}` : `pp. ${a}-${b}`),
     },
     zh: {
       searching: "正在搜索…",
@@ -64,6 +65,7 @@
       showRemoved: "显示已去除的文字（网页杂项、其他卡片）",
       close: "关闭",
       section: "章节",
+      page: (a, b) => (a === b ? `第 ${a} 页` : `第 ${a}-${b} 页`),
     },
   };
 
@@ -259,8 +261,15 @@
     setStatus(abstained ? t.noAnswerStatus : t.found(passages.length));
   }
 
+  // "p. 3" / "pp. 3-4" for a passage of a PDF; "" for other sources.
+  function pageLabel(p) {
+    if (p.page_start == null) return "";
+    return strings().page(p.page_start, p.page_end ?? p.page_start);
+  }
+
   function citation(p) {
-    return `${p.title} — ${p.source} [${p.start}:${p.end}]`;
+    const pages = pageLabel(p);
+    return `${p.title} — ${p.source}${pages ? `, ${pages}` : ""} [${p.start}:${p.end}]`;
   }
 
   function card(p, i) {
@@ -312,6 +321,7 @@
           h("code", { class: "source", text: p.source }),
           " ",
           h("span", { class: "span", text: `[${p.start}:${p.end}]` }),
+          pageLabel(p) ? h("span", { class: "pages", text: pageLabel(p) }) : null,
           p.section ? h("span", { class: "section", lang: p.language, text: `§ ${p.section}` }) : null
         ),
         h("div", { class: "actions", lang: state.lang }, show, copy, copyStatus)
@@ -449,6 +459,25 @@
     const slice = (a, b) => doc.text.slice(unit(a), unit(b));
     const segments = doc.segments;
     const inSegment = (i) => segments.some((s) => s.start <= i && i < s.end);
+    // A PDF's page starts (code points): a marker "p. N" wherever the shown text enters a
+    // new page.
+    const pages = Array.isArray(doc.pages) ? doc.pages : [];
+    const pageAt = (i) => pages.filter((start) => start <= i).length;
+    let shownPage = 0;
+    function pageMarker(x) {
+      if (!pages.length || pageAt(x) === shownPage) return null;
+      shownPage = pageAt(x);
+      // The label is CSS content (::before), so the view's text stays the source text.
+      return h("span", {
+        class: "sv-page",
+        "data-page": String(shownPage),
+        "data-label": t.page(shownPage, shownPage),
+      });
+    }
+    function pageCuts(cuts, a, b) {
+      for (const start of pages) if (start > a && start < b) cuts.add(start);
+      return [...cuts].sort((x, y) => x - y);
+    }
 
     // Kept text plain, removed text dimmed (visible only when showAll).
     function appendRange(parent, a, b) {
@@ -457,9 +486,11 @@
         if (s.start > a && s.start < b) cuts.add(s.start);
         if (s.end > a && s.end < b) cuts.add(s.end);
       }
-      const points = [...cuts].sort((x, y) => x - y);
+      const points = pageCuts(cuts, a, b);
       for (let i = 0; i + 1 < points.length; i += 1) {
         const [x, y] = [points[i], points[i + 1]];
+        const marker = pageMarker(x);
+        if (marker) parent.append(marker);
         if (inSegment(x)) appendHighlighted(parent, slice(x, y), "term");
         else parent.append(h("span", { class: "removed", text: slice(x, y) }));
       }
@@ -467,6 +498,7 @@
 
     const meta = [
       `${p.source} [${p.start}:${p.end}]`,
+      pageLabel(p) || null,
       p.section ? `${t.section}: ${p.section}` : null,
       [doc.author, doc.author_title].filter(Boolean).join(" ") || null,
       doc.institution,
@@ -477,6 +509,8 @@
     const blocks = [];
     let section = null;
     for (const r of keptRanges(doc, p.start, p.end, showAll)) {
+      const marker = pageMarker(r.start); // a new page starts before its section heading
+      if (marker) blocks.push(marker);
       if (!showAll && r.section && r.section !== section) {
         blocks.push(h("h3", { class: "sv-section", text: r.section }));
       }
@@ -485,7 +519,12 @@
       if (p.start >= r.start && p.end <= r.end) {
         appendRange(block, r.start, p.start);
         const mark = h("mark", { class: "cited", id: "cited" });
-        appendHighlighted(mark, slice(p.start, p.end), "term");
+        const points = pageCuts(new Set([p.start, p.end]), p.start, p.end);
+        for (let i = 0; i + 1 < points.length; i += 1) {
+          const marker = pageMarker(points[i]);
+          if (marker) mark.append(marker);
+          appendHighlighted(mark, slice(points[i], points[i + 1]), "term");
+        }
         block.append(mark);
         appendRange(block, p.end, r.end);
       } else {
