@@ -83,13 +83,8 @@ class BodySizeLimit:
             async with asyncio.timeout(self.max_seconds):
                 chunks = await self._read(receive)
         except TimeoutError:
-            response = _error(
-                408,
-                "request_timeout",
-                f"the request body was not received within {self.max_seconds:g} s",
-                {"Connection": "close"},
-            )
-            await response(scope, receive, send)
+            why = f"the request body was not received within {self.max_seconds:g} s"
+            await _closing_error(408, "request_timeout", why)(scope, receive, send)
             return
         except _TooLarge:
             await self._reject(scope, receive, send)
@@ -115,13 +110,13 @@ class BodySizeLimit:
                 return chunks
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = _error(
-            413,
-            "payload_too_large",
-            f"the request body is larger than {self.max_bytes} bytes",
-            {"Connection": "close"},
-        )
-        await response(scope, receive, send)
+        why = f"the request body is larger than {self.max_bytes} bytes"
+        await _closing_error(413, "payload_too_large", why)(scope, receive, send)
+
+
+def _closing_error(status: int, code: str, message: str) -> JSONResponse:
+    """An error that closes the connection: the rest of the body is never read."""
+    return _error(status, code, message, {"Connection": "close"})
 
 
 class _TooLarge(Exception):

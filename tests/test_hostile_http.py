@@ -21,12 +21,12 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 from support import serve
-from test_ops import client, index_dir, write_corpus  # noqa: F401 (fixture)
+from test_ops import client, gate, index_dir, write_corpus  # noqa: F401 (fixture)
 
 from index.errors import LoneSurrogate
 from index.search import validate_query
 from service.app import _error
-from service.ops import Metrics, RequestContext, SearchAdmission, TokenBuckets, batch_cost
+from service.ops import Metrics, RequestContext, TokenBuckets, batch_cost
 from service.server import EveryFewSeconds, ServerLimits, server_config
 
 QUESTION = "back pain after miscarriage"
@@ -257,28 +257,6 @@ def test_a_batch_is_charged_by_its_queries_on_a_real_server(live: str) -> None:
         follow = c.post(f"{live}/search", json={"query": QUESTION})
     assert error_of(follow, 429)["code"] == "rate_limited"
     assert int(follow.headers["retry-after"]) >= 60  # 11 tokens short at 1 per minute
-
-
-def gate(max_concurrent: int, max_wait: float, **kwargs: Any) -> tuple[Any, asyncio.Event, dict]:
-    release = asyncio.Event()
-    entered: dict[str, int] = {"/search": 0, "/search/batch": 0}
-
-    async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
-        entered[scope["path"]] += 1
-        await release.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    guard = SearchAdmission(
-        slow_app,
-        metrics=Metrics(),
-        error=_error,
-        buckets=None,
-        max_concurrent=max_concurrent,
-        max_wait_seconds=max_wait,
-        **kwargs,
-    )
-    return guard, release, entered
 
 
 def test_batches_cannot_take_every_slot_from_single_searches() -> None:

@@ -134,13 +134,14 @@ def test_token_bucket_refills() -> None:
     assert buckets.take("b", now=1.6) == 0  # per client
 
 
-def test_concurrency_bound_refuses_with_503_instead_of_queueing_forever() -> None:
+def gate(max_concurrent: int, max_wait: float, **kwargs: Any) -> tuple[Any, asyncio.Event, dict]:
+    """SearchAdmission in front of an app that holds every request until ``release`` is
+    set; ``entered`` counts the requests it let through, by path."""
     release = asyncio.Event()
-    entered = 0
+    entered: dict[str, int] = {"/search": 0, "/search/batch": 0}
 
     async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
-        nonlocal entered
-        entered += 1
+        entered[scope["path"]] += 1
         await release.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
@@ -150,15 +151,21 @@ def test_concurrency_bound_refuses_with_503_instead_of_queueing_forever() -> Non
         metrics=Metrics(),
         error=_error,
         buckets=None,
-        max_concurrent=1,
-        max_wait_seconds=0.2,
+        max_concurrent=max_concurrent,
+        max_wait_seconds=max_wait,
+        **kwargs,
     )
+    return guard, release, entered
+
+
+def test_concurrency_bound_refuses_with_503_instead_of_queueing_forever() -> None:
+    guard, release, entered = gate(max_concurrent=1, max_wait=0.2)
 
     async def scenario() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=guard)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             first = asyncio.create_task(c.post("/search", json={}))
-            while entered == 0:
+            while entered["/search"] == 0:
                 await asyncio.sleep(0.01)
             second = await c.post("/search", json={})  # waits 0.2 s, then is refused
             release.set()

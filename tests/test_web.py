@@ -87,6 +87,19 @@ def seed_server(
         yield base
 
 
+def serve_corpus(root: Path, corpus: Path) -> Iterator[str]:
+    """``medcite serve`` (hashing embedder, no abstention) building its index from ``corpus``."""
+    env = {
+        "MEDCITE_MODEL": "hashing-32",
+        "MEDCITE_ABSTAIN": "false",
+        "MEDCITE_CORPUS_DIR": str(corpus),
+        "MEDCITE_INDEX_DIR": str(root / "index"),  # empty: serve builds the index first
+        "MEDCITE_CACHE_DIR": str(root / "cache"),
+    }
+    with serve(env, root / "serve.log", timeout=180) as base:
+        yield base
+
+
 @pytest.fixture(scope="module")
 def evil_server(browser_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("evil")
@@ -96,15 +109,7 @@ def evil_server(browser_available: None, tmp_path_factory: pytest.TempPathFactor
     (corpus / "plain.txt").write_text(
         "Healthy teeth\n\nBrush your teeth twice a day. Floss once a day.\n", encoding="utf-8"
     )
-    env = {
-        "MEDCITE_MODEL": "hashing-32",
-        "MEDCITE_ABSTAIN": "false",
-        "MEDCITE_CORPUS_DIR": str(corpus),
-        "MEDCITE_INDEX_DIR": str(root / "index"),  # empty: serve builds the index first
-        "MEDCITE_CACHE_DIR": str(root / "cache"),
-    }
-    with serve(env, root / "serve.log", timeout=180) as base:
-        yield base
+    yield from serve_corpus(root, corpus)
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +118,7 @@ def pdf_server(browser_available: None, tmp_path_factory: pytest.TempPathFactory
     corpus = root / "corpus"
     corpus.mkdir()
     (corpus / "bp.pdf").write_bytes(build_pdf(PAGES_EN, headings=HEADINGS, title="BP guide"))
-    env = {
-        "MEDCITE_MODEL": "hashing-32",
-        "MEDCITE_ABSTAIN": "false",
-        "MEDCITE_CORPUS_DIR": str(corpus),
-        "MEDCITE_INDEX_DIR": str(root / "index"),  # empty: serve builds the index first
-        "MEDCITE_CACHE_DIR": str(root / "cache"),
-    }
-    with serve(env, root / "serve.log", timeout=180) as base:
-        yield base
+    yield from serve_corpus(root, corpus)
 
 
 # ---- the browser ----------------------------------------------------------------------
