@@ -25,6 +25,10 @@ from index.errors import MedciteError
 from ingest.types import Chunk, ChunkSettings, Document, LoadResult, SourceText
 
 CHUNK_BATCH = 512  # documents per chunking task
+# Ray Data retries lost tasks, but it has itself failed after a node was removed mid-job
+# (KeyError on an ObjectRef inside take_all): then the whole job runs again, once.
+JOB_ATTEMPTS = 2
+LOG = logging.getLogger(__name__)
 
 
 def _chunk_batch(
@@ -109,8 +113,29 @@ class RayEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         ray = self._connect()
+        for attempt in range(1, JOB_ATTEMPTS + 1):
+            try:
+                out = self._run(ray, texts, kind)
+                break
+            except Exception as exc:  # Ray Data itself can fail on a lost node
+                if attempt == JOB_ATTEMPTS:
+                    raise MedciteError(
+                        f"the Ray embedding job failed {attempt} times: {exc!r}"
+                    ) from exc
+                LOG.warning("the Ray embedding job failed (%r); running it again", exc)
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        seen = np.zeros(len(texts), dtype=bool)
+        for item in out:
+            vectors[int(item["row"])] = item["vector"]
+            seen[int(item["row"])] = True
+        if len(out) != len(texts) or not seen.all():
+            raise MedciteError(f"the Ray job returned {len(out)} vectors for {len(texts)} passages")
+        return vectors
+
+    def _run(self, ray: Any, texts: Sequence[str], kind: Kind) -> list[dict[str, Any]]:
+        """One Ray Data job: every text through the actor pool, rows in any order."""
         ds = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
-        out = ds.map_batches(
+        out: list[dict[str, Any]] = ds.map_batches(
             _EmbedActor,
             fn_constructor_kwargs={
                 "model": self.model,
@@ -123,11 +148,4 @@ class RayEmbedder:
             compute=ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=1,
         ).take_all()
-        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        seen = np.zeros(len(texts), dtype=bool)
-        for item in out:
-            vectors[int(item["row"])] = item["vector"]
-            seen[int(item["row"])] = True
-        if len(out) != len(texts) or not seen.all():
-            raise MedciteError(f"the Ray job returned {len(out)} vectors for {len(texts)} passages")
-        return vectors
+        return out

@@ -93,3 +93,34 @@ def test_chunking_on_ray_equals_local_chunking(cluster: str, tmp_path: Path) -> 
         HashingEmbedder(64), model="hashing-64", cache_dir=tmp_path, address=cluster, workers=2
     )
     assert ray_embedder.chunk_documents(loaded, settings) == chunk_documents(loaded, settings)
+
+
+def test_a_failed_ray_job_runs_again_once_then_is_a_domain_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from index.embed import HashingEmbedder
+    from index.errors import MedciteError
+    from index.ray_embed import RayEmbedder
+
+    embedder = RayEmbedder(
+        HashingEmbedder(8), model="hashing-8", cache_dir=Path("."), address=None, workers=1
+    )
+    monkeypatch.setattr(embedder, "_connect", lambda: None)
+    calls: list[int] = []
+
+    def flaky(ray: object, texts: list[str], kind: str) -> list[dict[str, object]]:
+        calls.append(1)
+        if len(calls) == 1:  # what Ray Data raised after a node was removed mid-job
+            raise KeyError("ObjectRef(00ff)")
+        return [{"row": i, "vector": [1.0] * 8} for i in range(len(texts))]
+
+    monkeypatch.setattr(embedder, "_run", flaky)
+    assert embedder.embed(["a", "b"], kind="passage").shape == (2, 8)
+    assert len(calls) == 2
+
+    def broken(ray: object, texts: list[str], kind: str) -> list[dict[str, object]]:
+        raise KeyError("ObjectRef(00ff)")
+
+    monkeypatch.setattr(embedder, "_run", broken)
+    with pytest.raises(MedciteError, match="failed 2 times"):
+        embedder.embed(["a"], kind="passage")
