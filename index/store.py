@@ -256,26 +256,18 @@ def write_version(
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     name = f"v-{stamp}-{secrets.token_hex(4)}"
     tmp = index_dir / f".tmp-{name}"
+    version = _Contents(
+        manifest, sources, documents, chunks, vectors, sentences, sentence_vectors, bm25,
+        hnsw_threshold, reports,
+    )  # fmt: skip
     try:
         tmp.mkdir(parents=True)
-        _write_files(
-            tmp,
-            manifest=manifest,
-            sources=sources,
-            documents=documents,
-            chunks=chunks,
-            vectors=vectors,
-            sentences=sentences,
-            sentence_vectors=sentence_vectors,
-            bm25=bm25,
-            hnsw_threshold=hnsw_threshold,
-            reports=reports,
-        )
+        version.write(tmp)
         _fsync_tree(tmp)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):
-            needed = _least_bytes(sources, chunks, vectors, sentences, sentence_vectors)
+            needed = version.least_bytes()
             raise write_error(index_dir, name, exc, tmp=tmp, needed=needed) from exc
         raise
     final = index_dir / name
@@ -286,56 +278,70 @@ def write_version(
     return final
 
 
-def _write_files(
-    tmp: Path,
-    *,
-    manifest: dict[str, Any],
-    sources: Sequence[SourceText],
-    documents: Sequence[Document],
-    chunks: Sequence[Chunk],
-    vectors: np.ndarray,
-    sentences: np.ndarray,
-    sentence_vectors: np.ndarray,
-    bm25: Any,
-    hnsw_threshold: int,
-    reports: Sequence[FileReport],
-) -> None:
-    """Every file of a version into ``tmp``, the manifest (sizes, checksums) last."""
-    with _naming(tmp / "sources.jsonl") as path:
-        _write_jsonl(path, (_source_row(s) for s in sources))
-    with _naming(tmp / "documents.jsonl") as path:
-        _write_jsonl(path, (dataclasses.asdict(d) for d in documents))
-    with _naming(tmp / "chunks.jsonl") as path:
-        _write_jsonl(path, (dataclasses.asdict(c) for c in chunks))
-    _save_array(tmp / "vectors.npy", vectors, np.float32)
-    _save_array(tmp / "sentences.npy", sentences, np.int64)
-    _save_array(tmp / "sentence-vectors.npy", sentence_vectors, np.float32)
-    partitions = {}
-    for lang in sorted({c.language for c in chunks}):
-        rows = np.array([i for i, c in enumerate(chunks) if c.language == lang], dtype=np.int64)
-        _save_array(tmp / f"rows-{lang}.npy", rows, np.int64)
-        index = build_faiss(vectors[rows], hnsw_threshold=hnsw_threshold)
-        _write_faiss(tmp / f"dense-{lang}.faiss", index)
-        partitions[lang] = {
-            "chunks": int(rows.size),
-            "type": "hnsw" if "HNSW" in type(index).__name__ else "flat",
+@dataclass(frozen=True)
+class _Contents:
+    """What one version holds, as :func:`write_version` receives it."""
+
+    manifest: dict[str, Any]
+    sources: Sequence[SourceText]
+    documents: Sequence[Document]
+    chunks: Sequence[Chunk]
+    vectors: np.ndarray
+    sentences: np.ndarray
+    sentence_vectors: np.ndarray
+    bm25: Any
+    hnsw_threshold: int
+    reports: Sequence[FileReport]
+
+    def write(self, tmp: Path) -> None:
+        """Every file of a version into ``tmp``, the manifest (sizes, checksums) last."""
+        with _naming(tmp / "sources.jsonl") as path:
+            _write_jsonl(path, (_source_row(s) for s in self.sources))
+        with _naming(tmp / "documents.jsonl") as path:
+            _write_jsonl(path, (dataclasses.asdict(d) for d in self.documents))
+        with _naming(tmp / "chunks.jsonl") as path:
+            _write_jsonl(path, (dataclasses.asdict(c) for c in self.chunks))
+        _save_array(tmp / "vectors.npy", self.vectors, np.float32)
+        _save_array(tmp / "sentences.npy", self.sentences, np.int64)
+        _save_array(tmp / "sentence-vectors.npy", self.sentence_vectors, np.float32)
+        partitions = {}
+        for lang in sorted({c.language for c in self.chunks}):
+            rows = np.array(
+                [i for i, c in enumerate(self.chunks) if c.language == lang], dtype=np.int64
+            )
+            _save_array(tmp / f"rows-{lang}.npy", rows, np.int64)
+            index = build_faiss(self.vectors[rows], hnsw_threshold=self.hnsw_threshold)
+            _write_faiss(tmp / f"dense-{lang}.faiss", index)
+            partitions[lang] = {
+                "chunks": int(rows.size),
+                "type": "hnsw" if "HNSW" in type(index).__name__ else "flat",
+            }
+        with _naming(tmp / "bm25") as path:
+            self.bm25.save(str(path), show_progress=False)
+        with _naming(tmp / "report.json") as path:
+            path.write_text(
+                json.dumps(
+                    [dataclasses.asdict(r) for r in self.reports], ensure_ascii=False, indent=1
+                ),
+                encoding="utf-8",
+            )
+        manifest = dict(self.manifest, format_version=FORMAT_VERSION, partitions=partitions)
+        files = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
+        manifest["files"] = {str(p.relative_to(tmp)): p.stat().st_size for p in files}
+        manifest["checksums"] = {
+            "algorithm": CHECKSUM,
+            "files": {str(p.relative_to(tmp)): file_checksum(p) for p in files},
         }
-    with _naming(tmp / "bm25") as path:
-        bm25.save(str(path), show_progress=False)
-    with _naming(tmp / "report.json") as path:
-        path.write_text(
-            json.dumps([dataclasses.asdict(r) for r in reports], ensure_ascii=False, indent=1),
-            encoding="utf-8",
-        )
-    manifest = dict(manifest, format_version=FORMAT_VERSION, partitions=partitions)
-    files = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
-    manifest["files"] = {str(p.relative_to(tmp)): p.stat().st_size for p in files}
-    manifest["checksums"] = {
-        "algorithm": CHECKSUM,
-        "files": {str(p.relative_to(tmp)): file_checksum(p) for p in files},
-    }
-    with _naming(tmp / "manifest.json") as path:
-        path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        with _naming(tmp / "manifest.json") as path:
+            path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    def least_bytes(self) -> int:
+        """A lower bound of the version's size: texts, arrays and FAISS copies of vectors."""
+        floats = 4 * (2 * self.vectors.size + self.sentence_vectors.size)
+        ints = 8 * (self.sentences.size + len(self.chunks))
+        texts = sum(len(s.text.encode()) for s in self.sources)
+        texts += sum(len(c.text.encode()) for c in self.chunks)
+        return int(floats + ints + texts)
 
 
 def _save_array(path: Path, array: np.ndarray, dtype: type[np.generic]) -> None:
@@ -408,20 +414,6 @@ def write_error(
         f"partial version was removed and the live index is unchanged; {hint}, then run "
         "`medcite ingest` again"
     )
-
-
-def _least_bytes(
-    sources: Sequence[SourceText],
-    chunks: Sequence[Chunk],
-    vectors: np.ndarray,
-    sentences: np.ndarray,
-    sentence_vectors: np.ndarray,
-) -> int:
-    """A lower bound of a version's size: its texts, arrays and FAISS copies of vectors."""
-    floats = 4 * (2 * vectors.size + sentence_vectors.size)
-    ints = 8 * (sentences.size + len(chunks))
-    texts = sum(len(s.text.encode()) for s in sources) + sum(len(c.text.encode()) for c in chunks)
-    return int(floats + ints + texts)
 
 
 def _size(n: int) -> str:
