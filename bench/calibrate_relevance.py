@@ -1,13 +1,16 @@
 """Fit the relevance model (P(relevant) per passage) and show that it transfers across corpora.
 
     python bench/calibrate_relevance.py [--evaldata ../shared/evaldata] [--work DIR]
-                                        [--per-set 600] [--write | --out FILE]
+                                        [--per-set 600] [--add DIR ...] [--write | --out FILE]
     python bench/calibrate_relevance.py --report [--all]   # figures through /search
 
 What it does, in order:
 1. Indexes (or reuses, in --work) every development corpus: the bundled corpus/, the BEIR
-   sets zh_toyhom_im, zh_kuake_qtr and en_medquad_lite, and en_medquad_lite with a quarter of
-   its topics removed (every document of those titles): their questions become unanswerable.
+   sets zh_toyhom_im, zh_kuake_qtr and en_medquad_lite, each BEIR set again with some of its
+   topics removed (en_medquad_lite: a quarter of its titles, every document of each; the
+   Chinese sets, which have no titles: the rare words of some questions, every document
+   holding one; see removed_terms): the questions of those topics become unanswerable. And
+   any set of your own given with --add DIR (a BEIR folder; see own_set).
 2. Collects, through the same code as ``/search`` (:func:`index.search.score_candidates`),
    the features of the top candidates of every question, labelled by the judgements:
    answerable questions (up to --per-set per set), off-topic questions
@@ -28,9 +31,9 @@ answered rate and gated nDCG@10 / Recall@10 / ECE (`medcite eval`), the same ung
 off-topic half). --all uses every answerable question of a set, not --per-set of them.
 
 When to run it on your own corpus: the shipped model already measures every index against
-off-topic probes when it is loaded, so a new corpus needs no labels. Run this (adding your
-own judged questions as a set) when you change the embedding model, or when `medcite eval`
-on judged questions of your corpus shows an answered rate or abstention far from the table in
+off-topic probes when it is loaded, so a new corpus needs no labels. Run this (with your own
+judged questions: --add DIR) when you change the embedding model, or when `medcite eval` on
+judged questions of your corpus shows an answered rate or abstention far from the table in
 the README.
 """
 
@@ -100,7 +103,9 @@ def sample(d: dict[str, str], n: int, seed: int = 13) -> dict[str, str]:
     return {k: d[k] for k in sorted(keys[:n])}
 
 
-def question_sets(evaldata: Path, work: Path, per_set: int) -> list[QuestionSet]:
+def question_sets(
+    evaldata: Path, work: Path, per_set: int, added: list[Path] | None = None
+) -> list[QuestionSet]:
     from service.evaluate import load_qrels, load_queries
 
     fit, held = offtopic_halves()
@@ -146,7 +151,133 @@ def question_sets(evaldata: Path, work: Path, per_set: int) -> list[QuestionSet]
         )
         if name == "en_medquad_lite":
             sets.append(removed_topics(folder, judged, texts, work, fit, held))
+        else:
+            sets.append(removed_terms(name, folder, judged, texts, work, per_set))
+    sets += [own_set(folder, per_set, fit, held) for folder in added or []]
     return sets
+
+
+def own_set(folder: Path, per_set: int, fit: dict[str, str], held: dict[str, str]) -> QuestionSet:
+    """A user's judged questions on their own corpus (--add DIR): a BEIR folder with
+    corpus.jsonl (or a folder of articles in corpus/), queries.jsonl and qrels.tsv, where a
+    query marked ``"answerable": false`` (or judged by ``"relevant": []``) is one the corpus
+    cannot answer. Its file names are the index's; ids in qrels.tsv are document ids."""
+    from service.evaluate import load_qrels, load_queries
+
+    corpus = folder / "corpus.jsonl"
+    if not corpus.is_file():
+        corpus = folder / "corpus"
+    if not corpus.exists() or not (folder / "queries.jsonl").is_file():
+        raise SystemExit(f"--add {folder}: needs corpus.jsonl (or corpus/) and queries.jsonl")
+    queries = load_queries(folder / "queries.jsonl")
+    qrels = dict(queries.inline_qrels)
+    if (folder / "qrels.tsv").is_file():
+        qrels.update(load_qrels(folder / "qrels.tsv"))
+    answerable = {
+        q: t
+        for q, t in queries.texts.items()
+        if q in qrels and q not in queries.unanswerable and t.strip()
+    }
+    unanswerable = {q: queries.texts[q] for q in sorted(queries.unanswerable)}
+    kinds = {"offtopic-fit": fit, "offtopic-heldout": held}
+    if unanswerable:
+        kinds["health"] = unanswerable
+    return QuestionSet(f"own_{folder.name}", corpus, sample(answerable, per_set), qrels, kinds)
+
+
+def removed_terms(
+    name: str,
+    folder: Path,
+    qrels: dict[str, dict[str, int]],
+    texts: dict[str, str],
+    work: Path,
+    per_set: int,
+    share: float = 0.5,
+    max_removed: float = 0.3,
+) -> QuestionSet:
+    """A Chinese set without some of its questions' topics, for a corpus with no titles to
+    remove topics by. Of half the questions (seeded), one whose words (jieba, two characters
+    or more) are each either generic (held by over 15% of the documents) or rare (at most
+    2%) and that shares a rare word with its judged answer has its topic removed: every
+    document holding any of its rare words anywhere goes. A question with a common but
+    specific word (高血压 in an internal-medicine corpus) is skipped: its topic cannot be
+    removed without removing the corpus. Questions naming a removed word are unanswerable;
+    the others stay answerable while an answer of theirs is left. At most ``max_removed``
+    of the documents go."""
+    from index.tokenize import lexical_tokens
+
+    out = work / f"{name}_removed"
+    corpus = out / "corpus.jsonl"
+    made = out / "questions.json"  # the split, kept with the corpus it belongs to
+    if corpus.is_file() and made.is_file():
+        split = json.loads(made.read_text("utf-8"))
+        return QuestionSet(
+            f"{name}_removed",
+            corpus,
+            sample({q: texts[q] for q in split["answerable"]}, per_set),
+            qrels,
+            {"removed-topic": {q: texts[q] for q in split["removed-topic"]}},
+        )
+    docs = read_jsonl(folder / "corpus.jsonl")
+    text_of = {d.get("_id", d.get("id")): f"{d.get('title', '')}\n{d['text']}" for d in docs}
+    words = {
+        q: sorted({w for w in lexical_tokens(t, bigrams=False) if len(w) >= 2})
+        for q, t in texts.items()
+    }
+    all_words = sorted({w for ws in words.values() for w in ws})
+    holders: dict[str, set[str]] = {w: set() for w in all_words}
+    for d, body in text_of.items():
+        for w in all_words:
+            if w in body:
+                holders[w].add(d)
+    df = {w: len(h) for w, h in holders.items()}
+    rare, generic = max(2, int(0.02 * len(docs))), 0.15 * len(docs)
+
+    def eligible(q: str) -> bool:
+        return not any(rare < df[w] <= generic for w in words[q])
+
+    qids = sorted(texts)
+    random.Random(11).shuffle(qids)
+    removed: set[str] = set()
+    gone_docs: set[str] = set()
+    for q in qids[: int(len(qids) * share)]:
+        if not eligible(q):
+            continue
+        answers = [text_of[d] for d, g in qrels[q].items() if g > 0 and d in text_of]
+        topical = [w for w in words[q] if 0 < df[w] <= rare]
+        if not any(w in a for w in topical for a in answers):
+            continue
+        more = set().union(*(holders[w] for w in topical)) - gone_docs
+        if len(gone_docs) + len(more) > max_removed * len(docs):
+            continue
+        removed.update(topical)
+        gone_docs |= more
+    kept = [d for d in docs if d.get("_id", d.get("id")) not in gone_docs]
+    kept_ids = {d.get("_id", d.get("id")) for d in kept}
+    # Unanswerable: every rare word of the question went, and no specific one stays. A
+    # question naming a removed word but keeping another is neither.
+    named = {q for q, t in texts.items() if any(w in t for w in removed)}
+    gone = {
+        q: t
+        for q, t in texts.items()
+        if q in named and eligible(q) and all(w in removed for w in words[q] if 0 < df[w] <= rare)
+    }
+    stay = {
+        q: t
+        for q, t in texts.items()
+        if q not in named and any(g > 0 and d in kept_ids for d, g in qrels[q].items())
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    corpus.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in kept), "utf-8")
+    made.write_text(json.dumps({"answerable": sorted(stay), "removed-topic": sorted(gone)}))
+    print(
+        f"{name}_removed: {len(removed)} topic words, {len(docs) - len(kept)} of {len(docs)} "
+        f"documents removed, {len(gone)} questions unanswerable, {len(stay)} answerable",
+        file=sys.stderr,
+    )
+    return QuestionSet(
+        f"{name}_removed", corpus, sample(stay, per_set), qrels, {"removed-topic": gone}
+    )
 
 
 def removed_topics(
@@ -402,6 +533,7 @@ def report_through_search(
     wanted: set[str] | None,
     settings: Any,
     embedder: Any,
+    added: list[Path],
 ) -> None:
     """Every figure through the search function of ``/search`` (see --report)."""
     from index.cache import EmbeddingCache, embed_cached
@@ -412,7 +544,7 @@ def report_through_search(
     method = settings.fusion + ("+expand" if settings.expand else "")
     search_settings = settings.search(embedder.name)
     out: dict[str, Any] = {"min_relevance": search_settings.threshold, "sets": {}}
-    for qs in question_sets(evaldata, work, per_set):
+    for qs in question_sets(evaldata, work, per_set, added):
         if wanted is not None and qs.name not in wanted:
             continue
         index_dir = ensure_index(
@@ -475,6 +607,15 @@ def main() -> None:
         "to measure what the sentence windows add)",
     )
     parser.add_argument("--all", action="store_true", help="--report on every question")
+    parser.add_argument(
+        "--add",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="your own judged corpus, one more set (BEIR folder: corpus.jsonl or corpus/, "
+        "queries.jsonl, qrels.tsv); repeatable",
+    )
     args = parser.parse_args()
 
     from index.embed import load_embedder, set_threads
@@ -489,10 +630,10 @@ def main() -> None:
     DROPPED.update(f for f in args.drop.split(",") if f)
     if args.report:
         per_set = 10**9 if args.all else args.per_set
-        report_through_search(args.evaldata, work, per_set, wanted, settings, embedder)
+        report_through_search(args.evaldata, work, per_set, wanted, settings, embedder, args.add)
         return
     examples: list[Example] = []
-    for qs in question_sets(args.evaldata, work, args.per_set):
+    for qs in question_sets(args.evaldata, work, args.per_set, args.add):
         if wanted is not None and qs.name not in wanted:
             continue
         t0 = time.perf_counter()

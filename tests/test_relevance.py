@@ -222,7 +222,7 @@ def test_bundled_questions_answered_in_top3_with_the_answer_sentence(seed_engine
             h.chunk.source == source and s < b and a < e for h in result.hits for s, e in h.evidence
         )
     n = len(rows)
-    # Measured: 45 / 48 answered, 38 in the top 3, 24 with the answer as evidence.
+    # Measured: 45 / 48 answered, 40 in the top 3, 24 with the answer as evidence.
     assert answered / n >= 0.9, (answered, n)
     assert top3 / n >= 0.75, (top3, n)
     assert evidence / n >= 0.45, (evidence, n)
@@ -263,3 +263,74 @@ def test_a_passage_admitted_alone_is_not_scored_one(seed_engine: Any) -> None:
     result = _search(seed_engine, "Does pregnancy make a bulging disc worse?", language="zh", k=5)
     assert result.p_answerable is not None
     assert all(h.score < 0.5 for h in result.hits)
+
+
+@pytest.mark.slow
+def test_a_new_calibration_with_your_own_corpus_is_one_command(tmp_path: Path) -> None:
+    """`bench/calibrate_relevance.py --add DIR --out FILE`: a user's judged questions on
+    their own corpus become one more set (left out in turn, like every other), and the model
+    file it writes is one the service loads. No development sets here: the bundled set and
+    the user's are enough."""
+    import os
+    import subprocess
+    import sys
+
+    from support import cache_dir
+
+    own = tmp_path / "clinic"
+    own.mkdir()
+    articles = {
+        "a1": (
+            "Back pain after a miscarriage",
+            "Back pain after a miscarriage is common. "
+            "It usually eases within two weeks as the uterus contracts.",
+        ),
+        "a2": (
+            "Sleeping positions in pregnancy",
+            "Sleeping on your left side with a pillow "
+            "between the knees eases back pain in late pregnancy.",
+        ),
+    }
+    (own / "corpus.jsonl").write_text(
+        "".join(
+            json.dumps({"id": k, "title": t, "text": x}) + "\n" for k, (t, x) in articles.items()
+        ),
+        "utf-8",
+    )
+    queries = [
+        {"id": "q1", "text": "how long does back pain last after a miscarriage"},
+        {"id": "q2", "text": "best sleeping position for back pain when pregnant"},
+        {"id": "q3", "text": "how to renew a passport", "answerable": False},
+    ]
+    (own / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), "utf-8")
+    (own / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\ta1\t1\nq2\ta2\t1\n", "utf-8")
+    out = tmp_path / "model.json"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MEDCITE_CACHE_DIR=str(cache_dir()))
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "calibrate_relevance.py"),
+            "--evaldata",
+            str(tmp_path / "no-dev-sets"),
+            "--work",
+            str(tmp_path / "work"),
+            "--per-set",
+            "12",
+            "--add",
+            str(own),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "own_clinic" in run.stdout and "bundled" in run.stdout
+    model = load_relevance_model("intfloat/multilingual-e5-small", out)
+    assert 0.0 < model.threshold < 1.0
+    report = json.loads((tmp_path / "work" / "calibration_report.json").read_text("utf-8"))
+    assert set(report["leave_one_out"]) == {"bundled", "own_clinic"}
+    assert "health" in report["leave_one_out"]["own_clinic"]["rates"]  # its unanswerable one
