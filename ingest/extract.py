@@ -142,6 +142,8 @@ def _head_meta(tree: Any) -> dict[str, str]:
         "date": "date",
         "dc.date": "date",
         "pubdate": "date",
+        "og:site_name": "site",
+        "application-name": "site",
     }
     for node in tree.css("meta"):
         key = (node.attributes.get("name") or node.attributes.get("property") or "").lower()

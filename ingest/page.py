@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from ingest.clean import find_boilerplate, is_teaser
+from ingest.clean import banner_names, find_boilerplate, is_teaser
 from ingest.headings import Heading, enum_style, section_name, strong_heading, weak_heading
 from ingest.lines import Line, split_lines, units
 from ingest.metadata import (
@@ -62,6 +62,7 @@ class Draft:
     author_title: str | None = None
     institution: str | None = None
     date: str | None = None
+    site: str | None = None
 
     def add_byline(self, text: str) -> bool:
         found = byline(text)
@@ -120,14 +121,27 @@ def parse_page(
     end = cards[0].start if cards else len(kept)
     main.segments = _sections(lines, kept[pos:end], headings, markdown)
     drafts = [main]
+    site = _site(lines, meta)
+    main.site = site
     for n, card in enumerate(cards):
         card_end = cards[n + 1].start if n + 1 < len(cards) else len(kept)
         summary = kept[card.body : card_end]
         card.draft.segments = _segments(
             lines, [_Item(i, None, 0, lines[i].start, lines[i].end) for i in summary]
         )
+        card.draft.site = site
         drafts.append(card.draft)
     return [d for d in drafts if d.segments]
+
+
+def _site(lines: Sequence[Line], meta: Mapping[str, str]) -> str | None:
+    """The site's name: its banner (first on the page), else the page's ``og:site_name``."""
+    names = banner_names(lines)
+    for line in lines:
+        for name in sorted(names, key=len, reverse=True):
+            if name in line.text:
+                return name
+    return meta.get("site") or None
 
 
 def _title(

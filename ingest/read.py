@@ -353,6 +353,7 @@ def _page_documents(rel: str, text: str, drafts: list[Draft]) -> list[Document]:
                 author_title=draft.author_title,
                 institution=draft.institution,
                 date=draft.date,
+                site=draft.site,
                 kind=draft.kind,
                 near_duplicate_of=first_with_title.get(key) if key else None,
             )

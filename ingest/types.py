@@ -57,6 +57,9 @@ class Document:
     author_title: str | None = None
     institution: str | None = None
     date: str | None = None  # ISO 8601 (YYYY-MM-DD) when the page gives one
+    # The publisher / site name (its banner, removed from the text as boilerplate, or the
+    # page's og:site_name); None when the page names none. Older indexes lack it.
+    site: str | None = None
     kind: Literal["article", "card", "record"] = "article"
     near_duplicate_of: str | None = None
 

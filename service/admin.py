@@ -11,7 +11,6 @@ as the variables that set them ($MEDCITE_INDEX_DIR, ...): no absolute path reach
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import threading
 import time
@@ -27,6 +26,7 @@ import service.convertors  # noqa: F401  ({doc_id:anypath})
 from index.build import remove_documents
 from index.embed import set_threads
 from index.errors import DocumentNotFound, MedciteError
+from service.auth import bearer_key, key_matches
 from service.engine import reload_engine
 from service.schemas import ErrorResponse
 from service.settings import Settings
@@ -91,8 +91,7 @@ def admin_router(settings: Settings) -> APIRouter:
     def require_admin(request: Request) -> None:
         if key is None:
             raise HTTPException(403, "admin endpoints are disabled: set MEDCITE_ADMIN_API_KEY")
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key):
+        if not key_matches(bearer_key(request), key):
             raise HTTPException(
                 401, "a valid admin API key is required", {"WWW-Authenticate": "Bearer"}
             )

@@ -22,6 +22,7 @@ from index.search import SearchResult, search, validate_query
 from service import web
 from service.admin import admin_router, public_message
 from service.engine import Engine, EngineDep, load_engine
+from service.feedback_routes import install as install_feedback
 from service.ops import (
     Metrics,
     QueryLog,
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 app.state.error = public_message(str(exc), settings)  # clients see it
                 LOG.error("not ready: %s", exc)
         yield
+        app.state.feedback.close()
         loaded: Engine | None = app.state.engine
         if loaded is not None and loaded.backend is not None:
             loaded.backend.close()  # Milvus Lite: frees the file for the next process
@@ -162,6 +164,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         version="0.1.0",
         summary="Cited passages from medical articles for health questions (Chinese and English).",
         lifespan=lifespan,
+        docs_url=None,  # service.web serves /docs from packaged files (offline)
+        redoc_url=None,  # ReDoc would load from a CDN
         responses={
             413: {"model": ErrorResponse},
             422: {"model": ErrorResponse},
@@ -349,6 +353,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(admin_router(settings))
+    app.state.feedback = install_feedback(app, settings, metrics, _error)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
+    app.mount(web.DOCS_ASSETS, web.docs_assets(), name="docs-assets")
     return app

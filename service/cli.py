@@ -473,5 +473,62 @@ def compare(run_a: Path, run_b: Path, qrels: Path, metric: str, as_json: bool) -
     )
 
 
+@main.group()
+def judgements() -> None:
+    """Staff judgements given on the search page (POST /feedback)."""
+
+
+@judgements.command(name="export")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for queries.jsonl and qrels.tsv (replaced if present).",
+)
+@click.option(
+    "--feedback-path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The feedback store (default: MEDCITE_FEEDBACK_PATH, else "
+    "~/.local/share/medcite/feedback.sqlite).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def export_judgements(out: Path, feedback_path: Path | None, as_json: bool) -> None:
+    """Write the judgements as a BEIR set (queries.jsonl + qrels.tsv) for `medcite eval`.
+
+    Only questions whose text was saved (as a test case, or with MEDCITE_LOG_QUERIES) are
+    written; helpful is grade 1, not helpful 0, and "none of these answers" with nothing
+    helpful is a query with "answerable": false.
+    """
+    from service.feedback import FeedbackStore, export_beir
+
+    settings = _settings(feedback_path=feedback_path)
+    with _domain_errors():
+        store = FeedbackStore(settings.feedback_path, readonly=True)
+        try:
+            report = export_beir(store, out)
+        finally:
+            store.close()
+    if as_json:
+        summary = {k: v for k, v in report.__dict__.items() if k != "out"}
+        click.echo(json.dumps(summary | {"out": str(out)}, indent=1))
+        return
+    click.echo(
+        f"exported {report.exported} of {report.questions} judged questions to {out} "
+        f"({report.answerable} answerable, {report.unanswerable} unanswerable, "
+        f"{report.negatives_only} with only not-helpful passages; {report.qrels} qrels)"
+    )
+    if report.skipped_no_text:
+        click.echo(
+            f"skipped {report.skipped_no_text} questions whose text was not saved "
+            "(save the question as a test case when judging it)",
+            err=True,
+        )
+    if not report.answerable:
+        click.echo(
+            "note: no question has a helpful passage yet: `medcite eval` needs one", err=True
+        )
+
+
 if __name__ == "__main__":
     main()

@@ -117,6 +117,14 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.feedback = Counter(
+            "medcite_feedback",
+            "Staff judgements stored, by label (helpful, not_helpful, none)",
+            ["label"],
+            registry=self.registry,
+        )
+        for label in ("helpful", "not_helpful", "none"):
+            self.feedback.labels(label)  # shown at 0 before the first judgement
         self.index_chunks = Gauge(
             "medcite_index_chunks", "Chunks in the loaded index", registry=self.registry
         )

@@ -64,6 +64,11 @@ class Passage(BaseModel):
     author_title: str | None
     institution: str | None
     date: str | None
+    site: str | None = Field(
+        None,
+        description="The publisher or site the article comes from (its banner or "
+        "og:site_name), when the page names one.",
+    )
     language: Literal["zh", "en"]
 
 
@@ -138,6 +143,7 @@ def to_response(result: SearchResult, index: LoadedIndex, took_ms: float) -> Sea
                 author_title=doc.author_title,
                 institution=doc.institution,
                 date=doc.date,
+                site=doc.site,
                 language=chunk.language,
             )
         )

@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     # Operations (issue: reliability, safety and security).
     # Enables /admin/*; Authorization: Bearer <key>. At least 16 characters.
     admin_api_key: SecretStr | None = Field(None, min_length=16)
+    # Staff feedback (POST /feedback): Authorization: Bearer <staff key or admin key>.
+    staff_key: SecretStr | None = Field(None, min_length=16)
+    feedback_path: Path = Field(
+        default_factory=lambda: (
+            _xdg("XDG_DATA_HOME", ".local/share") / "medcite" / "feedback.sqlite"
+        )
+    )
     cors_origins: list[str] = Field(default_factory=list)  # JSON list; empty: no CORS at all
     rate_limit_per_minute: float = Field(600, ge=0)  # searches per client IP; 0 turns it off
     rate_limit_burst: int = Field(60, ge=1)

@@ -440,3 +440,27 @@ def test_headings() -> None:
     assert weak_heading("Differential diagnosis", body) is not None
     assert weak_heading("Differential diagnosis", "Low back examination") is None
     assert weak_heading("an examination", body) is None
+
+
+def test_the_site_name_removed_as_boilerplate_is_kept_as_metadata(
+    seeds: LoadResult, tmp_path: Path
+) -> None:
+    sites = {d.doc_id: d.site for d in seeds.documents}
+    zh = [site for doc_id, site in sites.items() if doc_id.startswith(ZH)]
+    assert len(zh) == 16 and set(zh) == {"健康典吧"}  # the article and its cards
+    assert {site for doc_id, site in sites.items() if not doc_id.startswith(ZH)} == {None}
+    # the banner stays out of the text: cleaned text and chunk offsets are unchanged by it
+    assert not any("健康典吧" in text for _, text in seg_texts(seeds, seeds.documents[0]))
+
+    (tmp_path / "kangning.txt").write_bytes(ZH_SITE.encode("gb18030"))
+    (tmp_path / "page.html").write_text(
+        '<html><head><title>Back pain</title><meta property="og:site_name" content="Health Site">'
+        "</head><body><h1>Back pain</h1><p>Back pain is common in pregnancy. Rest helps.</p>"
+        "</body></html>",
+        encoding="utf-8",
+    )
+    result = load([tmp_path])
+    assert {d.source: d.site for d in result.documents} == {
+        "kangning.txt": "康宁健康网",
+        "page.html": "Health Site",
+    }

@@ -7,6 +7,7 @@ in-process by FastAPI's TestClient.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import shutil
 from collections.abc import Iterator
@@ -198,3 +199,51 @@ def test_search_response_shape_is_unchanged(client: TestClient) -> None:
     assert body["urgent_notice"] is None
     assert body["passages"][0]["source"] == NESTED
     assert "/documents/{doc_id}" in client.get("/openapi.json").json()["paths"]
+
+
+def test_terms_by_post_keeps_the_question_out_of_the_url(client: TestClient) -> None:
+    q = "Why does my back hurt after a Miscarriage in the afternoon?"
+    posted = client.post("/terms", json={"query": q})
+    assert posted.status_code == 200
+    body = posted.json()
+    assert body["terms"] == client.get("/terms", params={"q": q}).json()["terms"]
+    assert "after" not in body["terms"]  # BM25 may match it; the page does not light it up
+    assert body["expansions"] and all(re.search(r"[\u4e00-\u9fff]", t) for t in body["expansions"])
+    zh = client.post("/terms", json={"query": "流产后腰疼是什么原因"}).json()
+    assert "miscarriage" in zh["expansions"]
+    for bad in ({"query": ""}, {"query": "x" * 1001}, {"q": "back pain"}, {}):
+        r = client.post("/terms", json=bad)
+        assert r.status_code == 422, bad
+        assert r.json()["error"]["code"] in {"invalid_request", "invalid_query"}
+
+
+def test_passages_and_documents_name_the_site(client: TestClient) -> None:
+    body = client.post("/search", json={"query": "流产后腰疼", "k": 8, "language": "zh"}).json()
+    assert body["passages"] and {p["site"] for p in body["passages"]} == {"健康典吧"}
+    doc = client.get(url(CARD_PAGE)).json()
+    assert doc["site"] == "健康典吧" and "健康典吧健康典吧" in doc["text"]
+    en = client.get(url("004_3a0b4b9e837dc788.txt")).json()
+    assert en["site"] is None
+
+
+def test_the_api_docs_use_local_swagger_files(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert "/docs-assets/swagger-ui-bundle.js" in assets
+    assert "/docs-assets/swagger-ui.css" in assets
+    assert not [a for a in assets if a.startswith(("http:", "https:", "//"))], assets
+    # Byte for byte the official swagger-ui-dist@5.31.0 from npm (sha256 of its files): the
+    # pinned PyPI package that ships them has changed nothing.
+    official = {
+        "/docs-assets/swagger-ui-bundle.js": (
+            "93b7b0862a80e2786f85b560be7693c2344354ffa7e7e224f850a54349724c31"
+        ),
+        "/docs-assets/swagger-ui.css": (
+            "9e576f8322132c76949da47f9bb53c891373c303ea3a761ff548ffc9de50a98c"
+        ),
+    }
+    for asset, digest in official.items():
+        r = client.get(asset)
+        assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == digest, asset
+    assert client.get("/redoc").status_code == 404  # it would load from a CDN

@@ -34,6 +34,7 @@ BUDGET = {
     ("POST", "/search"): (350, 150),
     ("POST", "/search/batch"): (150, 100),
     ("GET", "/terms"): (200, 100),
+    ("POST", "/terms"): (150, 100),
     # A path segment is always a string: there is nothing schema-violating to generate.
     ("GET", "/documents/{doc_id}"): (100, 0),
     ("GET", "/healthz"): (30, 0),  # no inputs: Hypothesis stops after the one possible case
@@ -43,6 +44,9 @@ BUDGET = {
     ("POST", "/admin/ingest"): (20, 0),
     ("GET", "/admin/ingest"): (20, 0),
     ("DELETE", "/admin/documents/{doc_id}"): (20, 0),
+    # Staff feedback: no generated case has the key (401; 422 for a body that is not JSON).
+    ("POST", "/feedback"): (30, 30),
+    ("GET", "/feedback/enabled"): (20, 0),
 }
 MIN_CASES = 1000
 CHECKS = [

@@ -16,6 +16,7 @@ from index.store import (
     current_version,
     file_checksum,
     load_index,
+    read_documents,
     read_manifest,
 )
 from ingest import load
@@ -203,3 +204,15 @@ def test_sentences_out_of_chunk_order_are_refused(tmp_path: Path) -> None:
     (version / "manifest.json").write_text(json.dumps(manifest), "utf-8")
     with pytest.raises(IndexCorrupt, match="inconsistent"):
         load_index(tmp_path / "idx")
+
+
+def test_documents_of_an_index_written_before_the_site_field_still_load(tmp_path: Path) -> None:
+    build(make_corpus(tmp_path / "c"), tmp_path / "idx")
+    version = tmp_path / "idx" / str(current_version(tmp_path / "idx"))
+    path = version / "documents.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert all("site" in row for row in rows)
+    old = [{k: v for k, v in row.items() if k != "site"} for row in rows]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in old), "utf-8")
+    documents = read_documents(version)
+    assert len(documents) == len(rows) and all(d.site is None for d in documents.values())

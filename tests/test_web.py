@@ -15,7 +15,10 @@ Screenshots of the main states go to ``$MEDCITE_ARTIFACTS`` or ``artifacts/scree
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,6 +64,7 @@ EVIL_TEXT = (
     'It also contains <img src=x onerror="window.__pwned=1"> and <b>bold</b> tags that must '
     "show as text.\nReaders of this markup article should see every angle bracket literally.\n"
 )
+TITLE = "medcite — cited answers to health questions"
 WAIT = 120  # seconds: real-model searches on a busy 2-core machine
 
 
@@ -125,10 +129,14 @@ def pdf_server(browser_available: None, tmp_path_factory: pytest.TempPathFactory
 
 
 @contextmanager
-def _chromium(width: int, height: int) -> Iterator[webdriver.Chrome]:
+def _chromium(width: int, height: int, *, javascript: bool = True) -> Iterator[webdriver.Chrome]:
     """Headless Chromium with a fresh profile, driven through the system chromedriver."""
     with tempfile.TemporaryDirectory(prefix="medcite-chromium-") as profile:
         options = webdriver.ChromeOptions()
+        if not javascript:
+            options.add_experimental_option(
+                "prefs", {"profile.managed_default_content_settings.javascript": 2}
+            )
         options.binary_location = str(CHROMIUM)
         for arg in [
             "--headless=new",
@@ -196,6 +204,9 @@ def wait_for_results(driver: webdriver.Chrome) -> None:
 
 
 def open_page(driver: webdriver.Chrome, base: str, **params: str) -> None:
+    # Loading the URL the page is already on would be a reload, which restores the last
+    # search (history state): start from a blank page instead.
+    driver.get("about:blank")
     driver.get(f"{base}/" + (f"?{urlencode(params)}" if params else ""))
     wait_until(driver, lambda d: js(d, "return document.readyState === 'complete'"))
 
@@ -213,8 +224,8 @@ def ask(driver: webdriver.Chrome, base: str, query: str, language: str = "") -> 
 
 
 CARDS = """
-return [...document.querySelectorAll('#cards > li.card')].map((li) => ({
-  title: li.querySelector('.card-title .title').textContent,
+return [...document.querySelectorAll('#cards li.card')].map((li) => ({
+  title: li.closest('.group').querySelector('.card-title .title').textContent,
   source: li.querySelector('.cite .source').textContent,
   span: li.querySelector('.cite .span').textContent,
   section: (li.querySelector('.cite .section') || {textContent: null}).textContent,
@@ -222,7 +233,8 @@ return [...document.querySelectorAll('#cards > li.card')].map((li) => ({
   terms: [...li.querySelectorAll('.passage mark.term')].map((m) => m.textContent),
   language: li.dataset.language,
   doc_id: li.dataset.docId,
-  hidden: li.hidden,
+  chunk_id: li.dataset.chunkId,
+  hidden: li.closest('.group').hidden,
   visible: li.getBoundingClientRect().height > 0,
 }));
 """
@@ -251,25 +263,45 @@ def api_search(base: str, query: str, **kw: Any) -> dict[str, Any]:
     return body
 
 
+def grouped(passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Passages in page order: one article's passages together, articles by first rank."""
+    order = list(dict.fromkeys(p["doc_id"] for p in passages))
+    return sorted(passages, key=lambda p: order.index(p["doc_id"]))
+
+
 def assert_cards_match_the_api(driver: webdriver.Chrome, body: dict[str, Any]) -> None:
     shown = cards(driver)
+    passages = grouped(body["passages"])
     assert [(c["title"], c["source"], c["span"], c["passage"]) for c in shown] == [
-        (p["title"], p["source"], f"[{p['start']}:{p['end']}]", p["text"]) for p in body["passages"]
+        (p["title"], p["source"], f"[{p['start']}:{p['end']}]", p["text"]) for p in passages
     ]
-    for c, p in zip(shown, body["passages"], strict=True):
+    # one group per article, in the order of its best passage
+    groups = js(
+        driver,
+        "return [...document.querySelectorAll('#cards > li.group')].map((g) => g.dataset.article)",
+    )
+    assert groups == list(dict.fromkeys(p["doc_id"] for p in body["passages"]))
+    for c, p in zip(shown, passages, strict=True):
+        assert c["chunk_id"] == p["chunk_id"]
         assert c["doc_id"] == p["doc_id"] and c["language"] == p["language"]
         assert c["section"] == (f"§ {p['section']}" if p["section"] else None)
         assert c["visible"]
     # The evidence sentence of every passage is marked inside it, exactly.
     marks = driver.find_elements(By.CSS_SELECTOR, "#cards .passage")
-    assert len(marks) == len(body["passages"])
-    for quote_el, p in zip(marks, body["passages"], strict=True):
+    assert len(marks) == len(passages)
+    for quote_el, p in zip(marks, passages, strict=True):
         evidence = [
             e.get_attribute("textContent")
             for e in quote_el.find_elements(By.CSS_SELECTOR, "mark.evidence")
         ]
         assert evidence == [e["text"] for e in p["evidence"]]
         assert ("truncated" in (quote_el.get_attribute("class") or "")) == p["truncated"]
+
+
+def assert_question_not_in_url_or_title(driver: webdriver.Chrome, query: str) -> None:
+    url = urlsplit(driver.current_url)
+    assert url.path == "/" and url.query == "", driver.current_url
+    assert driver.title == TITLE
 
 
 def active_is(driver: webdriver.Chrome, element: WebElement) -> bool:
@@ -327,7 +359,7 @@ def test_a_chinese_question_shows_cited_cards_and_the_chinese_disclaimer(
     assert text_of(browser, "disclaimer") == (DISCLAIMERS["zh"], True)
     assert not text_of(browser, "no-answer")[1] and not text_of(browser, "urgent")[1]
     assert browser.find_element(By.CSS_SELECTOR, ".card .show-source").text == "查看原文"
-    assert parse_qs(urlsplit(browser.current_url).query) == {"q": [ZH]}
+    assert_question_not_in_url_or_title(browser, ZH)
     assert str(len(shown)) in text_of(browser, "status")[0]
     shot(browser, "zh-results")
 
@@ -379,7 +411,7 @@ def test_the_source_view_shows_the_article_with_the_cited_span_highlighted(
     passage = body["passages"][i]
     doc = docs[passage["doc_id"]]
     assert kept_before(passage) > 1000
-    card = browser.find_elements(By.CSS_SELECTOR, "#cards > li.card")[i]
+    card = browser.find_element(By.CSS_SELECTOR, f"#cards li.card[data-rank='{passage['rank']}']")
     card_text = js(browser, "return arguments[0].querySelector('.passage').textContent", card)
     button = card.find_element(By.CSS_SELECTOR, ".show-source")
     mark = open_source_view(browser, button)
@@ -421,8 +453,9 @@ def test_copy_citation_puts_title_source_and_span_on_the_clipboard(
     )
     ask(browser, seed_server, EN)
     p = api_search(seed_server, EN)["passages"][0]
-    expected = f"{p['title']} — {p['source']} [{p['start']}:{p['end']}]"
-    card = browser.find_element(By.CSS_SELECTOR, "#cards > li.card")
+    assert not p["site"] and not p["author"] and not p["date"]
+    expected = f"“{p['text']}”\n— {p['title']}. undated. {p['source']} [{p['start']}:{p['end']}]"
+    card = browser.find_element(By.CSS_SELECTOR, "#cards li.card")
     button = card.find_element(By.CSS_SELECTOR, ".copy-citation")
     assert button.get_attribute("data-citation") == expected
     button.click()
@@ -446,27 +479,27 @@ def test_a_url_reproduces_a_search_and_history_goes_back(
     assert body["passages"] and {p["language"] for p in body["passages"]} == {"zh"}
     assert_cards_match_the_api(browser, body)
     assert text_of(browser, "disclaimer")[0] == DISCLAIMERS["en"]  # the question's language
+    assert_question_not_in_url_or_title(browser, EN)  # the link's question leaves the URL
 
     box = browser.find_element(By.ID, "q")
     box.clear()
     box.send_keys(ZH, Keys.ENTER)
-    wait_until(browser, lambda d: parse_qs(urlsplit(d.current_url).query).get("q") == [ZH])
+    wait_until(browser, lambda d: text_of(d, "disclaimer")[0] == DISCLAIMERS["zh"], WAIT)
     wait_for_results(browser)
-    assert text_of(browser, "disclaimer")[0] == DISCLAIMERS["zh"]
+    assert_question_not_in_url_or_title(browser, ZH)
     browser.back()
     wait_until(browser, lambda d: d.find_element(By.ID, "q").get_attribute("value") == EN)
     wait_for_results(browser)
     assert text_of(browser, "disclaimer")[0] == DISCLAIMERS["en"]
-    assert parse_qs(urlsplit(browser.current_url).query) == {"q": [EN], "lang": ["zh"]}
+    assert Select(browser.find_element(By.ID, "lang")).first_selected_option.text == "中文"
+    assert_question_not_in_url_or_title(browser, EN)
 
 
 def test_language_and_source_filters(browser: webdriver.Chrome, seed_server: str) -> None:
     ask(browser, seed_server, EN, language="en")
     assert {c["language"] for c in cards(browser)} == {"en"}
-    assert parse_qs(urlsplit(browser.current_url).query)["lang"] == ["en"]
 
     Select(browser.find_element(By.ID, "lang")).select_by_value("")  # re-runs the search
-    wait_until(browser, lambda d: "lang" not in parse_qs(urlsplit(d.current_url).query))
     wait_for_results(browser)
     wait_until(browser, lambda d: {c["language"] for c in cards(d)} == {"en", "zh"}, WAIT)
 
@@ -540,7 +573,7 @@ def test_phone_sized_screen(phone: webdriver.Chrome, seed_server: str) -> None:
     assert r["scroll"] <= r["width"] and r["wide"] == [], r
     assert text_of(phone, "disclaimer") == (DISCLAIMERS["zh"], True)
     shot(phone, "phone-results")
-    js(phone, "document.querySelector('#cards > li.card:nth-child(2)').scrollIntoView()")
+    js(phone, "document.querySelectorAll('#cards li.card')[1].scrollIntoView()")
     shot(phone, "phone-results-scrolled")
 
     mark = open_source_view(phone, phone.find_element(By.CSS_SELECTOR, ".card .show-source"))
@@ -568,7 +601,7 @@ def assert_nothing_ran(driver: webdriver.Chrome) -> None:
     assert js(driver, NOTHING_RAN) == {
         "pwned": "undefined",
         "imgs": 0,
-        "scripts": ["/static/app.js"],
+        "scripts": ["/static/app.js", "/static/feedback.js"],
         "bold": 0,
     }
 
@@ -601,7 +634,7 @@ def test_a_malicious_question_in_the_url_is_shown_as_text(
     open_page(browser, evil_server, q=query)
     wait_for_results(browser)
     assert browser.find_element(By.ID, "q").get_attribute("value") == query
-    assert browser.title.startswith(query)
+    assert_question_not_in_url_or_title(browser, query)
     assert any(c["terms"] for c in cards(browser))  # regex characters are escaped
     assert_nothing_ran(browser)
 
@@ -686,10 +719,11 @@ def test_a_pdf_passage_cites_its_page_and_the_source_shows_pages(
     top = body["passages"][0]
     assert (top["page_start"], top["page_end"]) == (2, 2)
     ask(browser, pdf_server, query)
-    card = browser.find_element(By.CSS_SELECTOR, "#cards > li.card")
+    card = browser.find_element(By.CSS_SELECTOR, "#cards li.card")
     assert card.find_element(By.CSS_SELECTOR, ".cite .pages").text == "p. 2"
     citation = card.find_element(By.CSS_SELECTOR, ".copy-citation").get_attribute("data-citation")
-    assert citation == f"{top['title']} — bp.pdf, p. 2 [{top['start']}:{top['end']}]"
+    assert citation.endswith(f". bp.pdf, p. 2 [{top['start']}:{top['end']}]")
+    assert citation.startswith(f"“{top['text']}”\n— {top['title']}. ")
 
     mark = open_source_view(browser, card.find_element(By.CSS_SELECTOR, ".show-source"))
     assert js(browser, "return arguments[0].textContent", mark) == top["text"]
@@ -705,3 +739,501 @@ def test_a_pdf_passage_cites_its_page_and_the_source_shows_pages(
     assert js(browser, PAGE_MARKERS)["pages"] == ["1", "2", "3"]
     browser.find_element(By.ID, "source-boilerplate").click()
     ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+
+
+# ---- issue 12: the page's states, on the bundled articles with the fast fake model -----
+
+
+@pytest.fixture(scope="module")
+def corpus_server(
+    browser_available: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The bundled articles, hashing embedder, no abstention: fast and always answering."""
+    root = tmp_path_factory.mktemp("bundled")
+    shutil.copytree(REPO / "corpus", root / "corpus")
+    yield from serve_corpus(root, root / "corpus")
+
+
+# Counts the page's requests and lets a test slow them down, fail them or rewrite them.
+FETCH_SPY = """
+const real = window.fetch;
+window.__calls = [];
+window.__spy = {delay: 0, fail: null, rewrite: null};
+window.__results = [];
+document.addEventListener('medcite:results', (e) => window.__results.push(e.detail));
+window.fetch = async (url, options) => {
+  const call = {url: String(url), method: (options && options.method) || 'GET',
+                body: (options && options.body) || null, aborted: false};
+  window.__calls.push(call);
+  const signal = options && options.signal;
+  const spy = window.__spy;
+  if (spy.delay) {
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(resolve, spy.delay);
+      if (signal) signal.addEventListener('abort', () => {
+        clearTimeout(timer); call.aborted = true;
+        reject(new DOMException('aborted', 'AbortError'));
+      });
+    });
+  }
+  if (spy.fail && call.url === '/search') {
+    if (spy.fail === 'network') throw new TypeError('Failed to fetch');
+    return new Response(JSON.stringify({error: {code: spy.fail.code, message: spy.fail.message}}),
+      {status: spy.fail.status, headers: {'Content-Type': 'application/json'}});
+  }
+  const response = await real(url, options);
+  if (!spy.rewrite || call.url !== '/search') return response;
+  const body = await response.json();
+  const changed = spy.rewrite(body);
+  return new Response(JSON.stringify(changed), {status: response.status,
+    headers: {'Content-Type': 'application/json'}});
+};
+"""
+
+
+def spy(driver: webdriver.Chrome) -> None:
+    js(driver, FETCH_SPY)
+
+
+def calls(driver: webdriver.Chrome) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = js(driver, "return window.__calls")
+    return found
+
+
+def type_question(driver: webdriver.Chrome, query: str) -> None:
+    box = driver.find_element(By.ID, "q")
+    js(driver, "arguments[0].value = ''", box)
+    box.send_keys(query)
+    box.send_keys(Keys.ENTER)
+
+
+def shown(driver: webdriver.Chrome, element_id: str) -> bool:
+    return text_of(driver, element_id)[1]
+
+
+def test_a_failed_search_clears_the_old_results_and_offers_a_retry(
+    browser: webdriver.Chrome, corpus_server: str
+) -> None:
+    ask(browser, corpus_server, EN)
+    assert cards(browser) and shown(browser, "disclaimer")
+    spy(browser)
+    js(browser, "window.__spy.fail = 'network'")
+    type_question(browser, ZH)
+    wait_until(browser, lambda d: shown(d, "error"))
+    # nothing of the previous question stays on screen
+    assert cards(browser) == [] and not shown(browser, "results")
+    assert not shown(browser, "disclaimer") and not shown(browser, "urgent")
+    assert text_of(browser, "error-text")[0] == "搜索失败：无法连接到服务。请检查网络后重试。"
+    assert "Failed to fetch" not in browser.find_element(By.TAG_NAME, "body").text
+    assert js(browser, "return [error.lang, document.getElementById('status').lang]") == [
+        "zh",
+        "zh",
+    ]
+    assert text_of(browser, "status")[0] == text_of(browser, "error-text")[0]
+    retry = browser.find_element(By.ID, "retry")
+    assert retry.text == "重试"
+    shot(browser, "error-zh")
+    js(browser, "window.__spy.fail = null")
+    retry.click()
+    wait_for_results(browser)
+    assert not shown(browser, "error") and cards(browser)
+    assert text_of(browser, "disclaimer") == (DISCLAIMERS["zh"], True)
+    assert json.loads(calls(browser)[-1]["body"])["query"] == ZH
+
+    # an API error is said in the reader's words, not the API's
+    js(
+        browser,
+        "window.__spy.fail = {status: 422, code: 'invalid_query', "
+        "message: 'query: String should have at most 1000 characters'}",
+    )
+    type_question(browser, EN)
+    wait_until(browser, lambda d: shown(d, "error"))
+    assert text_of(browser, "error-text")[0].startswith("This question cannot be searched")
+    assert "String should have" not in browser.find_element(By.TAG_NAME, "body").text
+    assert cards(browser) == [] and not shown(browser, "disclaimer")
+    assert browser.find_element(By.ID, "retry").text == "Try again"
+    shot(browser, "error-en")
+
+
+def test_a_slow_search_shows_loading_sends_one_request_and_cancels_superseded_ones(
+    browser: webdriver.Chrome, corpus_server: str
+) -> None:
+    ask(browser, corpus_server, EN)
+    spy(browser)
+    js(browser, "window.__spy.delay = 4000")
+    type_question(browser, ZH)
+    js(browser, "for (let i = 0; i < 80; i++) document.getElementById('submit').click();")
+    state = js(
+        browser,
+        "return {loading: !loading.hidden, text: loading.textContent.trim(),"
+        " busy: submit.getAttribute('aria-disabled'), cards: cards.children.length,"
+        " results: !results.hidden, disclaimer: !disclaimer.hidden}",
+    )
+    assert state == {
+        "loading": True,
+        "text": "正在搜索…",
+        "busy": "true",
+        "cards": 0,
+        "results": False,
+        "disclaimer": False,
+    }
+    shot(browser, "loading")
+    wait_for_results(browser)
+    assert not shown(browser, "loading") and cards(browser)
+    assert browser.find_element(By.ID, "submit").get_attribute("aria-disabled") is None
+    made = calls(browser)
+    assert [(c["method"], c["url"]) for c in made] == [("POST", "/terms"), ("POST", "/search")]
+
+    # a new question while one is on its way: the old requests are aborted, its answer
+    # never shows
+    js(browser, "window.__calls.length = 0; window.__results.length = 0")
+    type_question(browser, "back pain during pregnancy")
+    wait_until(browser, lambda d: len(calls(d)) == 2)
+    type_question(browser, EN)
+    wait_for_results(browser)
+    made = calls(browser)
+    assert [(c["url"], c["aborted"]) for c in made] == [
+        ("/terms", True),
+        ("/search", True),
+        ("/terms", False),
+        ("/search", False),
+    ]
+    results = js(browser, "return window.__results.map((r) => r.query)")
+    assert results == [EN]
+    assert js(browser, "return window.__results[0].response.query") == EN
+
+
+def test_a_passage_says_who_published_it_and_copies_a_reference_and_an_answer(
+    browser: webdriver.Chrome, corpus_server: str
+) -> None:
+    browser.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": corpus_server, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
+    body = api_search(corpus_server, ZH, language="zh")
+    top = body["passages"][0]
+    assert top["site"] == "健康典吧" and top["date"] == "2025-10-17"
+    ask(browser, corpus_server, ZH, language="zh")
+    group = browser.find_element(By.CSS_SELECTOR, "#cards > li.group")
+    byline = group.find_element(By.CSS_SELECTOR, ".byline")
+    assert byline.find_element(By.CSS_SELECTOR, ".site").text == "健康典吧"
+    assert byline.find_element(By.CSS_SELECTOR, ".date").text == "2025-10-17"
+    assert "健康典吧" not in top["text"]  # metadata, the cleaned text is unchanged
+    card = group.find_element(By.CSS_SELECTOR, "li.card")
+    assert card.get_attribute("data-chunk-id") == top["chunk_id"]
+    assert card.find_elements(By.CSS_SELECTOR, ".passage-actions")
+    citation = card.find_element(By.CSS_SELECTOR, ".copy-citation").get_attribute("data-citation")
+    author = " ".join(x for x in (top["author"], top["author_title"]) if x)
+    institution = f"{top['institution']}. " if top["institution"] else ""
+    reference = (
+        f"{top['title']}. 健康典吧. {author}. {institution}2025-10-17. "
+        f"{top['source']} [{top['start']}:{top['end']}]"
+    )
+    assert citation == f"“{top['text']}”\n— {reference}"
+    answer = card.find_element(By.CSS_SELECTOR, ".copy-answer")
+    assert answer.text == "复制回复"
+    answer.click()
+    status = card.find_element(By.CSS_SELECTOR, ".copy-status")
+    wait_until(browser, lambda d: status.text == "已复制")
+    clipboard = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "navigator.clipboard.readText().then(done, (e) => done('unreadable: ' + e));"
+    )
+    assert clipboard == f"{top['text']}\n\n来源：{reference}\n\n{DISCLAIMERS['zh']}"
+    shot(browser, "citation-site")
+
+    # an article without author or date says so; its file and span stay on a small line
+    ask(browser, corpus_server, EN, language="en")
+    group = browser.find_element(By.CSS_SELECTOR, "#cards > li.group")
+    assert group.find_element(By.CSS_SELECTOR, ".byline .missing").text == "No author or date given"
+    cite = group.find_element(By.CSS_SELECTOR, ".cite")
+    assert re.fullmatch(r"File:\s*\S+\.txt\s*\[\d+:\d+\].*", cite.text, re.S), cite.text
+
+
+def test_passages_of_one_article_are_grouped_long_ones_trimmed_and_words_highlighted(
+    browser: webdriver.Chrome, corpus_server: str
+) -> None:
+    ask(browser, corpus_server, ZH, language="zh")
+    body = api_search(corpus_server, ZH, language="zh")
+    assert_cards_match_the_api(browser, body)
+    per_group = js(
+        browser,
+        "return [...document.querySelectorAll('#cards > li.group')].map((g) =>"
+        " [...g.querySelectorAll('li.card')].map((c) => c.dataset.docId))",
+    )
+    assert all(len(set(g)) == 1 for g in per_group)
+    clipped = browser.find_elements(By.CSS_SELECTOR, "#cards .passage.clipped")
+    assert clipped, "no passage long enough to be trimmed"
+    quote_el = clipped[0]
+    card = quote_el.find_element(By.XPATH, "./ancestor::li[contains(@class, 'card')]")
+    height = quote_el.size["height"]
+    evidence = quote_el.find_elements(By.CSS_SELECTOR, "mark.evidence")
+    assert evidence and evidence[0].is_displayed()
+    assert not any(m.is_displayed() for m in quote_el.find_elements(By.CSS_SELECTOR, ".more-text"))
+    more = card.find_element(By.CSS_SELECTOR, "button.more")
+    assert more.text == "展开" and more.get_attribute("aria-expanded") == "false"
+    more.click()
+    assert more.text == "收起" and more.get_attribute("aria-expanded") == "true"
+    assert quote_el.size["height"] > height
+    shot(browser, "grouped-expanded")
+
+    # only meaningful whole words are highlighted, and the other language's through the
+    # question's expansion terms
+    spy(browser)
+    js(
+        browser,
+        """window.__spy.rewrite = (body) => {
+          const p = body.passages[0];
+          const text = 'In the afternoon, back pain after a miscarriage hurts. Backgrounds vary.';
+          body.passages = [{...p, text, start: 0, end: text.length, evidence: [],
+                            truncated: false, language: 'en'}];
+          return body;
+        };""",
+    )
+    type_question(browser, EN)
+    wait_for_results(browser)
+    assert cards(browser)[0]["terms"] == ["back", "miscarriage", "hurts"]
+    type_question(browser, "流产后腰疼")
+    wait_for_results(browser)
+    assert "miscarriage" in cards(browser)[0]["terms"]
+
+
+def test_a_question_answered_only_in_the_other_language_says_so(
+    browser: webdriver.Chrome, corpus_server: str
+) -> None:
+    open_page(browser, corpus_server)
+    spy(browser)
+    js(
+        browser,
+        "window.__spy.rewrite = (body) => { body.passages = body.passages.filter("
+        "(p) => p.language !== body.language); return body; };",
+    )
+    type_question(browser, ZH)
+    wait_for_results(browser)
+    assert cards(browser) and {c["language"] for c in cards(browser)} == {"en"}
+    assert text_of(browser, "crosslang") == ("没有找到中文资料，以下为英文资料。", True)
+    order = js(browser, "return [...results.querySelectorAll('#crosslang, #cards')].map(e => e.id)")
+    assert order == ["crosslang", "cards"]
+    shot(browser, "cross-language-zh")
+    type_question(browser, EN)
+    wait_for_results(browser)
+    assert {c["language"] for c in cards(browser)} == {"zh"}
+    assert text_of(browser, "crosslang") == (
+        "No English sources found; the passages below are in Chinese.",
+        True,
+    )
+    js(browser, "window.__spy.rewrite = null")
+    type_question(browser, EN)
+    wait_for_results(browser)
+    assert not shown(browser, "crosslang")
+
+
+def test_the_page_speaks_the_question_language(
+    browser: webdriver.Chrome, corpus_server: str
+) -> None:
+    open_page(browser, corpus_server)
+    spy(browser)
+    form = browser.find_element(By.ID, "search-form")
+    assert js(browser, "return arguments[0].noValidate", form)
+    browser.find_element(By.ID, "submit").click()  # empty: the page's message, no request
+    assert text_of(browser, "status")[0] == "Type a question first."
+    assert js(browser, "return document.getElementById('q').validationMessage") == ""
+    assert calls(browser) == []
+    type_question(browser, ZH)
+    wait_for_results(browser)
+    assert js(browser, "return [results.lang, document.getElementById('status').lang]") == [
+        "zh",
+        "zh",
+    ]
+    assert text_of(browser, "status")[0].startswith("找到")
+    disclaimer = text_of(browser, "disclaimer")[0]
+    assert disclaimer == DISCLAIMERS["zh"] and "以上" not in disclaimer  # it sits above
+    type_question(browser, EN)
+    wait_for_results(browser)
+    assert js(browser, "return [results.lang, document.getElementById('status').lang]") == [
+        "en",
+        "en",
+    ]
+
+
+def test_a_long_question_box_grows_counts_and_strips_control_characters(
+    browser: webdriver.Chrome, corpus_server: str
+) -> None:
+    open_page(browser, corpus_server)
+    box = browser.find_element(By.ID, "q")
+    assert box.tag_name == "textarea"
+    one_line = box.size["height"]
+    assert not shown(browser, "q-count")
+    box.send_keys("back pain " * 110)  # 1,100 characters
+    assert len(box.get_attribute("value") or "") == 1000
+    assert box.size["height"] > one_line
+    assert shown(browser, "q-count")
+    assert text_of(browser, "q-count")[0].startswith("1000 / 1000 characters · Limit reached")
+    shot(browser, "long-question")
+    js(browser, "arguments[0].value = ''; arguments[0].dispatchEvent(new Event('input'))", box)
+    assert not shown(browser, "q-count")
+
+    spy(browser)
+    js(
+        browser,
+        "arguments[0].value = arguments[1];"
+        "arguments[0].dispatchEvent(new Event('input', {bubbles: true}))",
+        box,
+        "流产\u0007后腰疼\u0000是什么原因",
+    )
+    assert box.get_attribute("value") == ZH
+    assert text_of(browser, "q-note") == ("已从问题中删除 2 个不可见的控制字符。", True)
+    box.send_keys(Keys.ENTER)
+    wait_for_results(browser)
+    assert json.loads(calls(browser)[-1]["body"])["query"] == ZH
+    assert not shown(browser, "error") and browser.title == TITLE
+
+
+def test_the_question_stays_out_of_urls_titles_and_history_unless_a_link_is_copied(
+    browser: webdriver.Chrome, corpus_server: str
+) -> None:
+    browser.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": corpus_server, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
+    open_page(browser, corpus_server)
+    spy(browser)
+    type_question(browser, ZH)
+    wait_for_results(browser)
+    assert_question_not_in_url_or_title(browser, ZH)
+    made = calls(browser)
+    assert {(c["method"], c["url"]) for c in made} == {("POST", "/terms"), ("POST", "/search")}
+    resources = js(browser, "return performance.getEntriesByType('resource').map((e) => e.name)")
+    assert not [r for r in resources if "q=" in r or quote(ZH) in r]
+    link = browser.find_element(By.ID, "copy-link")
+    assert link.text == "复制本次搜索的链接"
+    link.click()
+    wait_until(browser, lambda d: "链接已复制" in text_of(d, "copy-link-status")[0])
+    clipboard = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "navigator.clipboard.readText().then(done, (e) => done('unreadable: ' + e));"
+    )
+    assert parse_qs(urlsplit(clipboard).query) == {"q": [ZH]}
+    browser.get(clipboard)  # the link reproduces the search, then leaves the address bar
+    wait_for_results(browser)
+    assert browser.find_element(By.ID, "q").get_attribute("value") == ZH
+    assert_question_not_in_url_or_title(browser, ZH)
+
+
+def test_the_empty_page_offers_examples_in_both_languages(
+    browser: webdriver.Chrome, corpus_server: str
+) -> None:
+    open_page(browser, corpus_server)
+    assert shown(browser, "examples")
+    found = js(
+        browser,
+        "return [...document.querySelectorAll('#examples button.example')]"
+        ".map((b) => [b.lang, b.textContent])",
+    )
+    assert {lang for lang, _ in found} == {"zh", "en"}
+    shot(browser, "empty-page")
+    zh = next(text for lang, text in found if lang == "zh")
+    browser.find_element(By.CSS_SELECTOR, "#examples button.example[lang='zh']").click()
+    wait_for_results(browser)
+    assert browser.find_element(By.ID, "q").get_attribute("value") == zh
+    assert cards(browser) and not shown(browser, "examples")
+    assert text_of(browser, "disclaimer")[0] == DISCLAIMERS["zh"]
+
+
+def test_without_javascript_the_page_says_it_needs_it(
+    browser_available: None, corpus_server: str
+) -> None:
+    with _chromium(1280, 900, javascript=False) as driver:
+        driver.get(f"{corpus_server}/")
+        message = driver.find_element(By.ID, "noscript")
+        assert message.is_displayed()
+        assert "needs JavaScript" in message.text and "JavaScript" in message.text
+        assert "本页面需要启用 JavaScript" in message.text
+        shot(driver, "noscript")
+
+
+def test_the_api_docs_render_offline_from_local_files(
+    browser: webdriver.Chrome, corpus_server: str
+) -> None:
+    browser.get(f"{corpus_server}/docs")
+    wait_until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 5, 60)
+    paths = js(
+        browser,
+        "return [...document.querySelectorAll('.opblock-summary-path')]"
+        ".map((e) => e.textContent.replace(/\\u200b/g, ''))",
+    )
+    assert {"/search", "/search/batch", "/terms", "/healthz"} <= set(paths)
+    resources = js(browser, "return performance.getEntriesByType('resource').map((e) => e.name)")
+    assert resources and all(r.startswith(corpus_server) for r in resources), resources
+    shot(browser, "api-docs")
+
+
+@contextmanager
+def _phone(width: int, height: int) -> Iterator[webdriver.Chrome]:
+    with _chromium(width, height) as driver:
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 2, "mobile": True},
+        )
+        yield driver
+
+
+URGENT = "Call 120 now: heavy bleeding with fever after a miscarriage can be an emergency."
+FIRST_RESULT = """
+const title = document.querySelector('#cards li.group .card-title');
+const passage = document.querySelector('#cards li.card .passage');
+return {title: title.getBoundingClientRect().bottom,
+        passage: passage.getBoundingClientRect().top + 40, height: window.innerHeight};
+"""
+SMALL_TARGETS = """
+return [...document.querySelectorAll('button, select, summary, textarea')].filter((e) => {
+  const r = e.getBoundingClientRect();
+  return r.width > 0 && (r.height < 44 || r.width < 44);
+}).map((e) => e.id || e.className || e.tagName);
+"""
+
+
+@pytest.mark.parametrize(("width", "height"), [(390, 844), (320, 640)])
+def test_on_a_phone_the_first_result_is_on_the_first_screen(
+    browser_available: None, corpus_server: str, width: int, height: int
+) -> None:
+    with _phone(width, height) as phone:
+        ask(phone, corpus_server, ZH)
+        assert not js(phone, "return document.getElementById('filters').open")
+        assert js(phone, "return document.activeElement.id") != "q"  # the keyboard closed
+        first = js(phone, FIRST_RESULT)
+        assert first["title"] <= first["height"], first
+        if width >= 390:
+            assert first["passage"] <= first["height"], first
+        assert js(phone, SMALL_TARGETS) == []
+        r = js(phone, OVERFLOW)
+        assert r["scroll"] <= r["width"] and r["wide"] == [], r
+        shot(phone, f"phone-{width}x{height}")
+
+        spy(phone)  # with an urgent notice too
+        notice = "window.__spy.rewrite = (b) => { b.urgent_notice = arguments[0]; return b; }"
+        js(phone, notice, URGENT)
+        type_question(phone, EN)
+        wait_for_results(phone)
+        assert shown(phone, "urgent")
+        first = js(phone, FIRST_RESULT)
+        assert first["title"] <= first["height"], first
+        shot(phone, f"phone-{width}x{height}-urgent")
+
+        # Back closes the source view and stays on the results
+        def searches(d: webdriver.Chrome) -> int:
+            return sum(c["url"] == "/search" for c in calls(d))
+
+        before = searches(phone)
+        open_source_view(phone, phone.find_element(By.CSS_SELECTOR, ".card .show-source"))
+        assert js(phone, SMALL_TARGETS) == []
+        phone.back()
+        dialog = phone.find_element(By.ID, "source-view")
+        wait_until(phone, lambda d: not js(d, "return arguments[0].open", dialog))
+        assert cards(phone) and shown(phone, "results")
+        assert searches(phone) == before
+        # and closing it with its button does not leave an entry for Back to reopen
+        open_source_view(phone, phone.find_element(By.CSS_SELECTOR, ".card .show-source"))
+        phone.find_element(By.ID, "source-close").click()
+        wait_until(phone, lambda d: not js(d, "return arguments[0].open", dialog))
+        assert searches(phone) == before
