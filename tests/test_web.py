@@ -304,6 +304,14 @@ def assert_question_not_in_url_or_title(driver: webdriver.Chrome, query: str) ->
     assert driver.title == TITLE
 
 
+def allow_clipboard(driver: webdriver.Chrome, origin: str) -> None:
+    """Let the page of ``origin`` write (and the test read) the clipboard."""
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
+
+
 def active_is(driver: webdriver.Chrome, element: WebElement) -> bool:
     return bool(js(driver, "return document.activeElement === arguments[0]", element))
 
@@ -447,10 +455,7 @@ def test_the_source_view_shows_the_article_with_the_cited_span_highlighted(
 def test_copy_citation_puts_title_source_and_span_on_the_clipboard(
     browser: webdriver.Chrome, seed_server: str
 ) -> None:
-    browser.execute_cdp_cmd(
-        "Browser.grantPermissions",
-        {"origin": seed_server, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
-    )
+    allow_clipboard(browser, seed_server)
     ask(browser, seed_server, EN)
     p = api_search(seed_server, EN)["passages"][0]
     assert not p["site"] and not p["author"] and not p["date"]
@@ -520,10 +525,7 @@ def test_language_and_source_filters(browser: webdriver.Chrome, seed_server: str
 
 
 def test_keyboard_only(browser: webdriver.Chrome, seed_server: str) -> None:
-    browser.execute_cdp_cmd(
-        "Browser.grantPermissions",
-        {"origin": seed_server, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
-    )
+    allow_clipboard(browser, seed_server)
     open_page(browser, seed_server)
     keys = ActionChains(browser)
     assert js(browser, "return document.activeElement.id") == "q"  # the box has focus
@@ -906,10 +908,7 @@ def test_a_slow_search_shows_loading_sends_one_request_and_cancels_superseded_on
 def test_a_passage_says_who_published_it_and_copies_a_reference_and_an_answer(
     browser: webdriver.Chrome, corpus_server: str
 ) -> None:
-    browser.execute_cdp_cmd(
-        "Browser.grantPermissions",
-        {"origin": corpus_server, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
-    )
+    allow_clipboard(browser, corpus_server)
     body = api_search(corpus_server, ZH, language="zh")
     top = body["passages"][0]
     assert top["site"] == "健康典吧" and top["date"] == "2025-10-17"
@@ -1092,10 +1091,7 @@ def test_a_long_question_box_grows_counts_and_strips_control_characters(
 def test_the_question_stays_out_of_urls_titles_and_history_unless_a_link_is_copied(
     browser: webdriver.Chrome, corpus_server: str
 ) -> None:
-    browser.execute_cdp_cmd(
-        "Browser.grantPermissions",
-        {"origin": corpus_server, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
-    )
+    allow_clipboard(browser, corpus_server)
     open_page(browser, corpus_server)
     spy(browser)
     type_question(browser, ZH)

@@ -168,6 +168,8 @@
     }
     return node;
   }
+  // Shared with feedback.js, the staff controls added to this page.
+  window.medcite = Object.freeze({ element: h });
 
   function guessLanguage(text) {
     const han = (text.match(HAN_ALL) || []).length;
@@ -627,23 +629,21 @@
     const show = h("button", { type: "button", class: "show-source", "aria-describedby": titleId });
     show.textContent = t.show;
     show.addEventListener("click", () => openSource(p, show));
-    const copy = h("button", {
-      type: "button",
-      class: "copy-citation",
-      "aria-describedby": titleId,
-      "data-citation": citation(p),
-    });
-    copy.textContent = t.copy;
-    const answer = h("button", {
-      type: "button",
-      class: "copy-answer",
-      "aria-describedby": titleId,
-      "data-answer": supportAnswer(p),
-    });
-    answer.textContent = t.copyAnswer;
     const copyStatus = h("span", { class: "copy-status", role: "status" });
-    copy.addEventListener("click", () => copyText(copy, copy.dataset.citation, copyStatus));
-    answer.addEventListener("click", () => copyText(answer, answer.dataset.answer, copyStatus));
+    // A button that copies `text` (also kept in its data attribute, for tests and staff).
+    const copier = (cls, data, label, text) => {
+      const button = h("button", {
+        type: "button",
+        class: cls,
+        "aria-describedby": titleId,
+        [data]: text,
+      });
+      button.textContent = label;
+      button.addEventListener("click", () => copyText(button, text, copyStatus));
+      return button;
+    };
+    const copy = copier("copy-citation", "data-citation", t.copy, citation(p));
+    const answer = copier("copy-answer", "data-answer", t.copyAnswer, supportAnswer(p));
     return h(
       "li",
       {

@@ -90,17 +90,8 @@
     return lang === "zh" ? "zh" : "en";
   }
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") node.className = v;
-      else if (k === "text") node.textContent = v;
-      else node.setAttribute(k, String(v));
-    }
-    for (const c of children) if (c != null) node.append(c);
-    return node;
-  }
+  // The page's element builder (app.js runs first: both scripts are deferred, in order).
+  const el = window.medcite.element;
 
   // Both languages in the staff controls outside a result (the footer, the dialog).
   function both(name) {
