@@ -156,7 +156,7 @@ def admin_router(settings: Settings) -> APIRouter:
         return RemovedResponse(status="removed", doc_id=doc_id, index_version=version)
 
     def run(app: FastAPI) -> None:
-        from service.cli import run_ingest
+        from service.pipeline import run_ingest
 
         try:
             if settings.corpus_dir is None:

@@ -149,7 +149,7 @@ def ensure_index(
     build it there with the same code as ``medcite ingest``."""
     from index.build import corpus_fingerprint
     from ingest import load
-    from service.cli import run_ingest  # the same ingest as `medcite ingest`
+    from service.pipeline import run_ingest  # the same ingest as `medcite ingest`
 
     if index_dir is None:
         key = hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:16]

@@ -86,3 +86,28 @@ def test_search_json_with_the_real_model(seed_index_dir: Path) -> None:
     assert "000_1e25916c291d4d20.txt" in sources
     assert sources & {"001_f6e1ae9f4f4596cb.txt", "004_3a0b4b9e837dc788.txt"}
     assert body["disclaimer"] == DISCLAIMERS["en"]
+
+
+def test_nothing_but_the_entry_point_imports_the_command_line() -> None:
+    """The CLI imports the app (serve) and the evaluation (eval); neither of them, nor any
+    other module, imports the CLI back (the ingest they share lives in service.pipeline)."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    offenders = []
+    for path in sorted(
+        [*root.glob("service/*.py"), *root.glob("index/*.py"), *root.glob("ingest/*.py")]
+    ):
+        if path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            if any(n == "service.cli" or n.startswith("service.cli.") for n in names):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not offenders, offenders
