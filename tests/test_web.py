@@ -312,6 +312,16 @@ def allow_clipboard(driver: webdriver.Chrome, origin: str) -> None:
     )
 
 
+def read_clipboard(driver: webdriver.Chrome) -> str:
+    """The clipboard's text (``unreadable: ...`` when the page may not read it)."""
+    return str(
+        driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "navigator.clipboard.readText().then(done, (e) => done('unreadable: ' + e));"
+        )
+    )
+
+
 def active_is(driver: webdriver.Chrome, element: WebElement) -> bool:
     return bool(js(driver, "return document.activeElement === arguments[0]", element))
 
@@ -466,10 +476,7 @@ def test_copy_citation_puts_title_source_and_span_on_the_clipboard(
     button.click()
     status = card.find_element(By.CSS_SELECTOR, ".copy-status")
     wait_until(browser, lambda d: status.text == "Copied")
-    clipboard = browser.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "navigator.clipboard.readText().then(done, (e) => done('unreadable: ' + e));"
-    )
+    clipboard = read_clipboard(browser)
     assert clipboard == expected
 
 
@@ -934,10 +941,7 @@ def test_a_passage_says_who_published_it_and_copies_a_reference_and_an_answer(
     answer.click()
     status = card.find_element(By.CSS_SELECTOR, ".copy-status")
     wait_until(browser, lambda d: status.text == "已复制")
-    clipboard = browser.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "navigator.clipboard.readText().then(done, (e) => done('unreadable: ' + e));"
-    )
+    clipboard = read_clipboard(browser)
     assert clipboard == f"{top['text']}\n\n来源：{reference}\n\n{DISCLAIMERS['zh']}"
     shot(browser, "citation-site")
 
@@ -1105,10 +1109,7 @@ def test_the_question_stays_out_of_urls_titles_and_history_unless_a_link_is_copi
     assert link.text == "复制本次搜索的链接"
     link.click()
     wait_until(browser, lambda d: "链接已复制" in text_of(d, "copy-link-status")[0])
-    clipboard = browser.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "navigator.clipboard.readText().then(done, (e) => done('unreadable: ' + e));"
-    )
+    clipboard = read_clipboard(browser)
     assert parse_qs(urlsplit(clipboard).query) == {"q": [ZH]}
     browser.get(clipboard)  # the link reproduces the search, then leaves the address bar
     wait_for_results(browser)
