@@ -7,7 +7,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 from index.cache import EmbeddingCache, embed_cached
 from index.embed import Embedder
 from index.errors import NothingToIndex
+from index.manifest import Corpus, Counts, Dense, Lexical, Manifest, Model
 from index.store import remove_stale_temp_dirs, write_version, writer_lock
 from index.tokenize import TOKENIZER_VERSION, lexical_tokens
 from ingest.types import Chunk, ChunkSettings, Document, FileReport, LoadResult
@@ -110,6 +111,11 @@ def chunks_by_language(chunks: Sequence[Chunk]) -> dict[str, int]:
     return dict(Counter(c.language for c in chunks))
 
 
+def _now() -> str:
+    """The manifest's ``created``: UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def build_bm25(tokens: list[list[str]], *, k1: float, b: float) -> Any:
     import bm25s
 
@@ -189,28 +195,28 @@ def build_index(
         k1=settings.bm25_k1,
         b=settings.bm25_b,
     )
-    manifest = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": {"name": embedder.name, "dim": embedder.dim, "normalized": True},
-        "chunker": settings.chunking.as_dict(),
-        "lexical": {
-            "tokenizer": TOKENIZER_VERSION,
-            "k1": settings.bm25_k1,
-            "b": settings.bm25_b,
-            "title_boost": settings.bm25_title_boost,
-        },
-        "dense": {"metric": "inner_product", "hnsw_threshold": settings.hnsw_threshold},
-        "corpus": {"fingerprint": corpus_fingerprint(load)},
-        "counts": {
-            "files": len(load.reports),
-            "sources": len(load.sources),
-            "documents": len(load.documents),
-            "chunks": len(chunks),
-            "chunks_by_language": chunks_by_language(chunks),
-            "sentences": len(sentences),
-        },
-        "sentence_windows": settings.sentence_windows,
-    }
+    manifest = Manifest(
+        created=_now(),
+        model=Model(name=embedder.name, dim=embedder.dim, normalized=True),
+        chunker=settings.chunking,
+        lexical=Lexical(
+            tokenizer=TOKENIZER_VERSION,
+            k1=settings.bm25_k1,
+            b=settings.bm25_b,
+            title_boost=settings.bm25_title_boost,
+        ),
+        dense=Dense(metric="inner_product", hnsw_threshold=settings.hnsw_threshold),
+        corpus=Corpus(fingerprint=corpus_fingerprint(load)),
+        counts=Counts(
+            files=len(load.reports),
+            sources=len(load.sources),
+            documents=len(load.documents),
+            chunks=len(chunks),
+            chunks_by_language=chunks_by_language(chunks),
+            sentences=len(sentences),
+        ),
+        sentence_windows=settings.sentence_windows,
+    )
     with writer_lock(index_dir):
         path = write_version(
             index_dir,
@@ -271,33 +277,31 @@ def remove_documents(
         sentences[:, 0] = new_row[sentences[:, 0]]
         documents = [d for d in current.documents.values() if d.doc_id not in doc_ids]
         used = {d.source for d in documents}
-        lexical = current.manifest["lexical"]
+        was = current.manifest
         bm25 = build_bm25(
             lexical_corpus(
                 [passage_text(c, current.documents[c.doc_id]) for c in chunks],
                 [current.documents[c.doc_id].title for c in chunks],
-                int(lexical.get("title_boost", 0)),
+                was.lexical.title_boost,
             ),
-            k1=float(lexical["k1"]),
-            b=float(lexical["b"]),
+            k1=float(was.lexical.k1),
+            b=float(was.lexical.b),
         )
-        manifest = {
-            **current.manifest,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        manifest = replace(
+            was,
+            created=_now(),
             # No longer the corpus on disk: an evaluation or ingest will rebuild it.
-            "corpus": {
-                "fingerprint": current.manifest["corpus"]["fingerprint"] + "-removed",
-                "removed": sorted(set(current.manifest["corpus"].get("removed", [])) | doc_ids),
-            },
-            "counts": {
-                **current.manifest["counts"],
-                "documents": len(documents),
-                "chunks": len(chunks),
-                "chunks_by_language": chunks_by_language(chunks),
-            },
-        }
-        manifest.pop("files", None)
-        manifest.pop("checksums", None)
+            corpus=Corpus(
+                fingerprint=was.corpus.fingerprint + "-removed",
+                removed=tuple(sorted(set(was.corpus.removed or ()) | doc_ids)),
+            ),
+            counts=replace(
+                was.counts,
+                documents=len(documents),
+                chunks=len(chunks),
+                chunks_by_language=chunks_by_language(chunks),
+            ),
+        )
         return write_version(
             index_dir,
             manifest=manifest,

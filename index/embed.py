@@ -128,7 +128,7 @@ def load_embedder(
     sentence-transformers (torch)."""
     threads = threads or _THREADS.get("n", 1)
     if model in DEFAULT_ALIASES:
-        from index.e5model import ensure_e5_folder
+        from index.e5.cache import ensure_e5_folder
 
         folder = ensure_e5_folder(cache_dir)
         if runtime == "onnx":

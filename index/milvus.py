@@ -22,7 +22,6 @@ compared with a Milvus cluster is listed in the README.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -183,14 +182,14 @@ class MilvusBackend:
     def publish(self, version_dir: Path) -> None:
         """Fill the version's collection from its files; drop collections of gone versions."""
         from index.build import passage_text
-        from index.store import read_chunks, read_documents
+        from index.store import read_chunks, read_documents, version_manifest
 
-        manifest = json.loads((version_dir / "manifest.json").read_text("utf-8"))
+        manifest = version_manifest(version_dir)
         documents = read_documents(version_dir)
         chunks = read_chunks(version_dir)
         vectors = np.load(version_dir / "vectors.npy", mmap_mode="r")
-        lexical = manifest["lexical"]
-        boost = int(lexical.get("title_boost", 0))
+        lexical = manifest.lexical
+        boost = lexical.title_boost
         name = collection_name(self.prefix, version_dir)
         client = self.client()
         try:
@@ -199,9 +198,9 @@ class MilvusBackend:
             self._create(
                 name,
                 _owner(version_dir.parent),
-                int(manifest["model"]["dim"]),
-                lexical["k1"],
-                lexical["b"],
+                manifest.model.dim,
+                lexical.k1,
+                lexical.b,
             )
             for start in range(0, len(chunks), self.insert_batch):
                 batch = chunks[start : start + self.insert_batch]

@@ -1,6 +1,6 @@
 """The default model on ONNX Runtime: the same vectors as sentence-transformers, faster.
 
-The converted e5 folder (``index.e5model``) is exported once with ``torch.onnx.export``
+The converted e5 folder (``index.e5``) is exported once with ``torch.onnx.export``
 (opset 17, the BERT encoder only: mean pooling and normalisation run here in numpy) and
 cached inside that folder as ``onnx/model.onnx``; later processes load the file without
 importing torch. Tokenisation is the folder's own ``tokenizer.json`` (the same one

@@ -53,30 +53,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
+from index.manifest import FORMAT_VERSION as FORMAT_VERSION
+from index.manifest import Checksums, Manifest, PartitionInfo
+from index.manifest import check_compatible as check_compatible  # serving's check
 from index.retrieve import Backend, EmbeddedPartition, EmbeddedRetriever, Retriever
-from ingest.types import Chunk, ChunkSettings, Document, FileReport, Segment, SourceText
+from ingest.types import Chunk, Document, FileReport, Segment, SourceText
 
 if TYPE_CHECKING:
     from index.relevance import ProbeLevels
 
 LOG = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: sentence vectors (evidence, sentence windows)
 CURRENT = "CURRENT"
-CHECKSUM = "sha256"  # of every file, in manifest["checksums"] (absent before checksums)
+CHECKSUM = "sha256"  # of every file, in the manifest's checksums (absent before checksums)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Partition:
     language: str
-    rows: np.ndarray  # int64 chunk rows
-    faiss_index: Any  # None when another backend serves the index
+    rows: np.ndarray  # int64 chunk rows (its FAISS index, if any, is the retriever's)
 
 
 @dataclass
 class LoadedIndex:
     path: Path  # the version directory
-    manifest: dict[str, Any]
+    manifest: Manifest
     sources: dict[str, SourceText]
     documents: dict[str, Document]
     chunks: list[Chunk]
@@ -85,7 +86,6 @@ class LoadedIndex:
     sentence_offsets: np.ndarray  # int64 [n_chunks + 1]
     sentence_vectors: np.ndarray
     partitions: dict[str, Partition]
-    bm25: Any  # None when another backend serves the index
     reports: list[FileReport]
     retriever: Retriever  # candidate retrieval: FAISS + bm25s here, or a Milvus collection
     # Off-topic probe levels (index.relevance), measured once by the first search or the
@@ -95,7 +95,7 @@ class LoadedIndex:
 
     @property
     def model_name(self) -> str:
-        return str(self.manifest["model"]["name"])
+        return self.manifest.model.name
 
 
 def _write_jsonl(path: Path, rows: Iterator[dict[str, Any]]) -> None:
@@ -232,7 +232,7 @@ def build_faiss(vectors: np.ndarray, *, hnsw_threshold: int, hnsw_m: int = 32) -
 def write_version(
     index_dir: Path,
     *,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     sources: Sequence[SourceText],
     documents: Sequence[Document],
     chunks: Sequence[Chunk],
@@ -282,7 +282,7 @@ def write_version(
 class _Contents:
     """What one version holds, as :func:`write_version` receives it."""
 
-    manifest: dict[str, Any]
+    manifest: Manifest  # without the written files (partitions, files, checksums)
     sources: Sequence[SourceText]
     documents: Sequence[Document]
     chunks: Sequence[Chunk]
@@ -304,7 +304,7 @@ class _Contents:
         _save_array(tmp / "vectors.npy", self.vectors, np.float32)
         _save_array(tmp / "sentences.npy", self.sentences, np.int64)
         _save_array(tmp / "sentence-vectors.npy", self.sentence_vectors, np.float32)
-        partitions = {}
+        partitions: dict[str, PartitionInfo] = {}
         for lang in sorted({c.language for c in self.chunks}):
             rows = np.array(
                 [i for i, c in enumerate(self.chunks) if c.language == lang], dtype=np.int64
@@ -312,10 +312,9 @@ class _Contents:
             _save_array(tmp / f"rows-{lang}.npy", rows, np.int64)
             index = build_faiss(self.vectors[rows], hnsw_threshold=self.hnsw_threshold)
             _write_faiss(tmp / f"dense-{lang}.faiss", index)
-            partitions[lang] = {
-                "chunks": int(rows.size),
-                "type": "hnsw" if "HNSW" in type(index).__name__ else "flat",
-            }
+            partitions[lang] = PartitionInfo(
+                chunks=int(rows.size), type="hnsw" if "HNSW" in type(index).__name__ else "flat"
+            )
         with _naming(tmp / "bm25") as path:
             self.bm25.save(str(path), show_progress=False)
         with _naming(tmp / "report.json") as path:
@@ -325,15 +324,19 @@ class _Contents:
                 ),
                 encoding="utf-8",
             )
-        manifest = dict(self.manifest, format_version=FORMAT_VERSION, partitions=partitions)
         files = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
-        manifest["files"] = {str(p.relative_to(tmp)): p.stat().st_size for p in files}
-        manifest["checksums"] = {
-            "algorithm": CHECKSUM,
-            "files": {str(p.relative_to(tmp)): file_checksum(p) for p in files},
-        }
+        manifest = self.manifest.written(
+            partitions,
+            files={str(p.relative_to(tmp)): p.stat().st_size for p in files},
+            checksums=Checksums(
+                algorithm=CHECKSUM,
+                files={str(p.relative_to(tmp)): file_checksum(p) for p in files},
+            ),
+        )
         with _naming(tmp / "manifest.json") as path:
-            path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+            path.write_text(
+                json.dumps(manifest.to_json(), ensure_ascii=False, indent=1), encoding="utf-8"
+            )
 
     def least_bytes(self) -> int:
         """A lower bound of the version's size: texts, arrays and FAISS copies of vectors."""
@@ -442,9 +445,9 @@ def current_version(index_dir: Path) -> str | None:
     return name or None
 
 
-def read_manifest(index_dir: Path) -> dict[str, Any]:
+def read_manifest(index_dir: Path) -> Manifest:
     """The live version's manifest; raises IndexNotFound / IndexCorrupt / IndexMismatch."""
-    return _version_manifest(index_dir / _live(index_dir))
+    return version_manifest(index_dir / _live(index_dir))
 
 
 def _live(index_dir: Path) -> str:
@@ -463,40 +466,31 @@ def _reason(exc: Exception, version: Path) -> str:
     return f"{type(exc).__name__}: {str(exc).replace(str(version), version.name)}"
 
 
-def _version_manifest(version: Path) -> dict[str, Any]:
+def version_manifest(version: Path) -> Manifest:
+    """A version directory's manifest; raises IndexCorrupt (ManifestInvalid naming a bad
+    key) or IndexMismatch (another format version)."""
     try:
-        manifest = json.loads((version / "manifest.json").read_text("utf-8"))
+        data = json.loads((version / "manifest.json").read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise IndexCorrupt(
             f"index version {version.name}: manifest.json is unreadable ({_reason(exc, version)}); "
             "rebuild the index with `medcite ingest`"
         ) from exc
-    if not isinstance(manifest, dict):
-        raise IndexCorrupt(
-            f"index version {version.name}: manifest.json is not an object; rebuild the index "
-            "with `medcite ingest`"
-        )
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexMismatch(
-            f"index version {version.name} has format version "
-            f"{manifest.get('format_version')}, this medcite reads version {FORMAT_VERSION}; "
-            "rebuild it with `medcite ingest`"
-        )
-    return manifest
+    return Manifest.from_json(data, version=version.name)
 
 
-def verify_version(version: Path, manifest: dict[str, Any]) -> None:
+def verify_version(version: Path, manifest: Manifest) -> None:
     """Check every file the manifest lists before anything reads it: its size, then its
     checksum (streamed). Raises IndexCorrupt naming the version and the file (never an
     absolute path); a manifest from before checksums passes on sizes, with a warning."""
-    for rel, size in manifest.get("files", {}).items():
+    for rel, size in manifest.files.items():
         path = version / rel
         if not path.is_file() or path.stat().st_size != size:
             raise IndexCorrupt(
                 f"index version {version.name}: file {rel} is missing or truncated; rebuild "
                 "the index with `medcite ingest`"
             )
-    checksums = manifest.get("checksums")
+    checksums = manifest.checksums
     if checksums is None:
         LOG.warning(
             "index version %s has no checksums (written by an older medcite): its files are "
@@ -504,13 +498,13 @@ def verify_version(version: Path, manifest: dict[str, Any]) -> None:
             version.name,
         )
         return
-    if checksums.get("algorithm") != CHECKSUM:
+    if checksums.algorithm != CHECKSUM:
         raise IndexMismatch(
-            f"index version {version.name} has {checksums.get('algorithm')!r} checksums, this "
+            f"index version {version.name} has {checksums.algorithm!r} checksums, this "
             f"medcite checks {CHECKSUM!r}; rebuild it with `medcite ingest`"
         )
     started = time.perf_counter()
-    for rel, digest in checksums["files"].items():
+    for rel, digest in checksums.files.items():
         try:
             actual = file_checksum(version / rel)
         except OSError as exc:
@@ -525,37 +519,10 @@ def verify_version(version: Path, manifest: dict[str, Any]) -> None:
             )
     LOG.info(
         "checked %d files of index version %s in %.2f s",
-        len(checksums["files"]),
+        len(checksums.files),
         version.name,
         time.perf_counter() - started,
     )
-
-
-def check_compatible(
-    manifest: dict[str, Any], *, model_name: str, dim: int, chunking: ChunkSettings | None = None
-) -> None:
-    """Refuse an index built with another model or chunker, naming the fix."""
-    model = manifest.get("model", {})
-    if model.get("name") != model_name or model.get("dim") != dim:
-        raise IndexMismatch(
-            f"the index was built with model {model.get('name')!r} (dim {model.get('dim')}) "
-            f"but the configured model is {model_name!r} (dim {dim}); rebuild the index with "
-            f"`medcite ingest` or set MEDCITE_MODEL={model.get('name')}"
-        )
-    from index.tokenize import TOKENIZER_VERSION
-
-    built_with = manifest.get("lexical", {}).get("tokenizer")
-    if built_with != TOKENIZER_VERSION:
-        raise IndexMismatch(
-            f"the index's BM25 tokens come from tokenizer {built_with!r} but this version of "
-            f"medcite tokenizes queries with {TOKENIZER_VERSION!r}; rebuild the index with "
-            "`medcite ingest`"
-        )
-    if chunking is not None and manifest.get("chunker") != chunking.as_dict():
-        raise IndexMismatch(
-            f"the index was chunked with {manifest.get('chunker')} but the configured chunker "
-            f"is {chunking.as_dict()}; rebuild the index with `medcite ingest`"
-        )
 
 
 def load_index(
@@ -618,12 +585,9 @@ def _older_versions(index_dir: Path, live: Path) -> list[Path]:
 
 
 def _load_version(version: Path, backend: Backend | None) -> LoadedIndex:
-    manifest = _version_manifest(version)
+    manifest = version_manifest(version)
     verify_version(version, manifest)
     try:
-        import bm25s
-        import faiss
-
         sources = {row["source"]: _source(row) for row in _read_jsonl(version / "sources.jsonl")}
         documents = read_documents(version)
         chunks = read_chunks(version)
@@ -632,22 +596,19 @@ def _load_version(version: Path, backend: Backend | None) -> LoadedIndex:
         vectors = np.load(version / "vectors.npy")
         sentences = np.load(version / "sentences.npy")
         sentence_vectors = np.load(version / "sentence-vectors.npy")
-        partitions = {}
-        embedded = backend is None
-        for lang in manifest.get("partitions", {}):
-            rows = np.load(version / f"rows-{lang}.npy")
-            faiss_index = (
-                faiss.read_index(str(version / f"dense-{lang}.faiss")) if embedded else None
-            )
-            partitions[lang] = Partition(lang, rows, faiss_index)
-        bm25 = bm25s.BM25.load(str(version / "bm25"), show_progress=False) if embedded else None
+        partitions = {
+            lang: Partition(lang, np.load(version / f"rows-{lang}.npy"))
+            for lang in manifest.partitions
+        }
+        # FAISS and BM25 only for the embedded backend, held by its retriever alone.
+        embedded = _embedded(version, partitions, len(chunks)) if backend is None else None
         reports = [FileReport(**r) for r in json.loads((version / "report.json").read_text())]
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexCorrupt(
             f"index version {version.name} cannot be loaded ({_reason(exc, version)}); rebuild "
             "it with `medcite ingest`"
         ) from exc
-    if vectors.shape[0] != len(chunks) or vectors.shape[1] != manifest["model"]["dim"]:
+    if vectors.shape[0] != len(chunks) or vectors.shape[1] != manifest.model.dim:
         raise IndexCorrupt(
             f"index version {version.name} is inconsistent ({vectors.shape[0]} vectors for "
             f"{len(chunks)} chunks); rebuild it with `medcite ingest`"
@@ -668,13 +629,10 @@ def _load_version(version: Path, backend: Backend | None) -> LoadedIndex:
             f"{sentence_vectors.shape[0]} sentence vectors); rebuild it with `medcite ingest`"
         )
     retriever: Retriever
-    if backend is None:
-        retriever = EmbeddedRetriever(
-            {lang: EmbeddedPartition(p.rows, p.faiss_index) for lang, p in partitions.items()},
-            bm25,
-            len(chunks),
-        )
+    if embedded is not None:
+        retriever = embedded
     else:
+        assert backend is not None
         retriever = backend.open(version, {lang: p.rows for lang, p in partitions.items()})
     return LoadedIndex(
         path=version,
@@ -687,7 +645,19 @@ def _load_version(version: Path, backend: Backend | None) -> LoadedIndex:
         sentence_offsets=sentence_offsets(sentences, len(chunks)),
         sentence_vectors=sentence_vectors,
         partitions=partitions,
-        bm25=bm25,
         reports=reports,
         retriever=retriever,
     )
+
+
+def _embedded(version: Path, partitions: dict[str, Partition], n_chunks: int) -> Retriever:
+    """The version's FAISS indexes and bm25s index, in an EmbeddedRetriever."""
+    import bm25s
+    import faiss
+
+    dense = {
+        lang: EmbeddedPartition(p.rows, faiss.read_index(str(version / f"dense-{lang}.faiss")))
+        for lang, p in partitions.items()
+    }
+    bm25 = bm25s.BM25.load(str(version / "bm25"), show_progress=False)
+    return EmbeddedRetriever(dense, bm25, n_chunks)

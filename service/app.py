@@ -334,12 +334,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @app.get("/readyz", responses={503: {"model": ErrorResponse}})
     def readyz(engine: EngineDep) -> dict[str, Any]:
         """The index and model are loaded and the service can answer."""
-        counts = engine.index.manifest.get("counts", {})
+        counts = engine.index.manifest.counts
         return {
             "status": "ready",
             "model": engine.index.model_name,
-            "chunks": counts.get("chunks"),
-            "documents": counts.get("documents"),
+            "chunks": counts.chunks,
+            "documents": counts.documents,
             "index_version": engine.index.path.name,
             "backend": engine.index.retriever.name,
             "min_relevance": engine.settings.threshold,

@@ -19,7 +19,8 @@ import numpy as np
 from index.embed import Embedder
 from index.errors import IndexMismatch, IndexNotFound, MedciteError
 from index.fusion import FusionMethod
-from index.store import LoadedIndex, check_compatible, current_version, load_index, read_manifest
+from index.manifest import ManifestInvalid, check_compatible
+from index.store import LoadedIndex, current_version, load_index, read_manifest
 
 if TYPE_CHECKING:
     from index.retrieve import Backend
@@ -158,22 +159,15 @@ def ensure_index(
     loaded = load([corpus], follow_external_symlinks=settings.follow_external_symlinks)
     want = corpus_fingerprint(loaded)
     try:
-        manifest = read_manifest(index_dir)
-        if manifest["corpus"]["fingerprint"] != want:
-            raise IndexMismatch("corpus changed")
-        if (
-            manifest["lexical"]["k1"] != settings.bm25_k1
-            or manifest["lexical"]["b"] != settings.bm25_b
-            or manifest["lexical"].get("title_boost", 0) != settings.bm25_title_boost
-        ):
-            raise IndexMismatch("BM25 parameters changed")
-        if manifest.get("sentence_windows", True) != settings.sentence_windows:
-            raise IndexMismatch("sentence windows switched")
         check_compatible(
-            manifest, model_name=embedder.name, dim=embedder.dim, chunking=settings.chunking()
+            read_manifest(index_dir),
+            model_name=embedder.name,
+            dim=embedder.dim,
+            build=settings.build(),
+            fingerprint=want,
         )
         reuse = True
-    except (IndexNotFound, IndexMismatch, KeyError) as exc:
+    except (IndexNotFound, IndexMismatch, ManifestInvalid) as exc:
         LOG.info("building the evaluation index in %s (%s)", index_dir, exc)
         reuse = False
     if not reuse:
@@ -338,8 +332,8 @@ def evaluate_loaded(
     languages = {q: detect_language(queries[q]) for q in qids}
     report: dict[str, Any] = {
         "queries": len(qids),
-        "documents": index.manifest["counts"]["documents"],
-        "chunks": index.manifest["counts"]["chunks"],
+        "documents": index.manifest.counts.documents,
+        "chunks": index.manifest.counts.chunks,
         "index_dir": str(index.path.parent),
         "unit": "source" if unit is not None else "document",
         "gate": gate,

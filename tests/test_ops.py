@@ -312,4 +312,4 @@ def test_delete_document_publishes_a_version_without_it(tmp_path: Path) -> None:
     assert reloaded.vectors.shape[0] == len(reloaded.chunks)
     for chunk in reloaded.chunks:
         assert reloaded.sources[chunk.source].text[chunk.start : chunk.end] == chunk.text
-    assert reloaded.manifest["corpus"]["removed"] == ["a.txt"]
+    assert reloaded.manifest.corpus.removed == ("a.txt",)

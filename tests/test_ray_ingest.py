@@ -66,7 +66,7 @@ def test_ray_ingest_equals_local_and_reuses_the_cache(cluster: str, tmp_path: Pa
     assert [(c.start, c.end) for c in a.chunks] == [(c.start, c.end) for c in b.chunks]
     np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-6)
     np.testing.assert_allclose(a.sentence_vectors, b.sentence_vectors, atol=1e-6)
-    assert b.manifest["model"] == a.manifest["model"]
+    assert b.manifest.model == a.manifest.model
     # Both nodes took part: the actors ran in more than one node's processes.
     assert len(ray.nodes()) == 2 and all(n["Alive"] for n in ray.nodes())
     # Unchanged passages are not sent to the cluster again.

@@ -168,6 +168,6 @@ def test_title_boost_ranks_the_titled_topic_first(tmp_path: Path, boost: int, fi
         load([root]), EMB, index_dir=out, settings=BuildSettings(bm25_title_boost=boost), cache=None
     )
     built = load_index(out)
-    assert built.manifest["lexical"]["title_boost"] == boost
+    assert built.manifest.lexical.title_boost == boost
     result = search(built, EMB, "warmth", k=2, settings=replace(OPEN, fusion="bm25"))
     assert result.hits[0].chunk.source == first

@@ -1,6 +1,7 @@
 """The on-disk index: atomic versions, manifest checks, cache reuse (fast: fake embedder)."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ from index.build import BuildSettings, build_index, remove_documents
 from index.cache import EmbeddingCache
 from index.embed import HashingEmbedder
 from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from index.manifest import Model
+from index.retrieve import EmbeddedRetriever
 from index.store import (
     LoadedIndex,
     check_compatible,
@@ -61,9 +64,10 @@ def test_built_index_loads_with_exact_spans(tmp_path: Path) -> None:
     for chunk in index.chunks:
         assert index.sources[chunk.source].text[chunk.start : chunk.end] == chunk.text
     manifest = read_manifest(tmp_path / "idx")
-    assert manifest["model"] == {"name": "hashing-32", "dim": 32, "normalized": True}
-    assert manifest["chunker"] == {"max_tokens": 64, "overlap_sentences": 0}
-    assert manifest["counts"]["chunks"] == report.chunks
+    assert manifest.model == Model(name="hashing-32", dim=32, normalized=True)
+    assert manifest.chunker == ChunkSettings(max_tokens=64, overlap_sentences=0)
+    assert manifest.counts.chunks == report.chunks
+    assert manifest == index.manifest
 
 
 def _texts(index: LoadedIndex, source: str | None = None) -> int:
@@ -134,7 +138,9 @@ def test_mismatched_model_or_chunker_is_refused(tmp_path: Path) -> None:
         )
     check_compatible(manifest, model_name="hashing-32", dim=32, chunking=ChunkSettings(64))
     # An index whose BM25 tokens came from another tokenizer would match queries wrongly.
-    manifest["lexical"]["tokenizer"] = "jieba-search+snowball-en/0"
+    manifest = replace(
+        manifest, lexical=replace(manifest.lexical, tokenizer="jieba-search+snowball-en/0")
+    )
     with pytest.raises(IndexMismatch, match=r"tokenizer 'jieba-search.*medcite ingest"):
         check_compatible(manifest, model_name="hashing-32", dim=32)
 
@@ -179,9 +185,10 @@ def test_partitions_switch_to_hnsw_above_the_threshold(tmp_path: Path) -> None:
         cache=None,
     )
     index = load_index(tmp_path / "idx")
-    kinds = {lang: p["type"] for lang, p in index.manifest["partitions"].items()}
+    kinds = {lang: p.type for lang, p in index.manifest.partitions.items()}
     assert set(kinds.values()) <= {"hnsw", "flat"} and "hnsw" in kinds.values()
-    for lang, part in index.partitions.items():
+    assert isinstance(index.retriever, EmbeddedRetriever)  # it alone holds the FAISS indexes
+    for lang, part in index.retriever.partitions.items():
         if kinds[lang] == "hnsw":
             assert "HNSW" in type(part.faiss_index).__name__
             # exact on a tiny partition: the nearest neighbour of a stored vector is itself
