@@ -10,8 +10,9 @@ from index.search import SearchResult
 from index.store import LoadedIndex
 from ingest.types import Chunk, Document, pages_of
 from service.disclaimer import disclaimer, no_answer
-from service.ops import MAX_BATCH_QUERIES
 from service.safety import urgent_notice
+
+MAX_BATCH_QUERIES = 256
 
 
 class SearchRequest(BaseModel):

@@ -26,7 +26,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import service.convertors  # noqa: F401  ({doc_id:anypath})
 from index.expand import Expander, default_expander
@@ -34,53 +33,10 @@ from index.search import MAX_QUERY_CHARS, validate_query
 from index.tokenize import EN_STOPWORDS, lexical_tokens
 from ingest.language import HAN_CHAR, detect_language
 from service.engine import EngineDep
+from service.middleware import PAGE_HEADERS
 from service.schemas import ErrorResponse
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-
-# The page loads only its own files; corpus text can never become script even if it were
-# ever rendered as markup by mistake.
-PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-        "frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-
-# Every response: no content sniffing, no referrer. The page and its files: also the CSP.
-BASE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-
-
-class SecurityHeaders:
-    """Pure ASGI middleware: ``PAGE_HEADERS`` on the page and everything under ``/static``
-    (whichever way it is reached), ``BASE_HEADERS`` on every other response. A header the
-    route set itself is kept."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.page = [(k.lower().encode(), v.encode()) for k, v in PAGE_HEADERS.items()]
-        self.base = [(k.lower().encode(), v.encode()) for k, v in BASE_HEADERS.items()]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        extra = self.page if path == "/" or path.startswith("/static/") else self.base
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers += [(k, v) for k, v in extra if k not in present]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
 
 _EN_WORD = re.compile(r"[a-z0-9\u00c0-\u024f]+(?:'[a-z]+)?")
 # Words BM25 may match but a reader gains nothing from seeing lit up in every passage.

@@ -1,4 +1,4 @@
-"""Staff feedback: the store (service.feedback), the routes (service.feedback_routes), the
+"""Staff feedback: the store (service.feedback), the routes (service.routes.feedback), the
 export (`medcite judgements export`) and `medcite eval` on it, and the page's round trip."""
 
 from __future__ import annotations

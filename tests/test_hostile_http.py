@@ -25,8 +25,9 @@ from test_ops import client, gate, index_dir, write_corpus  # noqa: F401 (fixtur
 
 from index.errors import LoneSurrogate
 from index.search import validate_query
-from service.app import _error
-from service.ops import Metrics, RequestContext, TokenBuckets, batch_cost
+from service.errors import error_response
+from service.middleware import RequestContext, TokenBuckets, batch_cost
+from service.ops import Metrics
 from service.server import EveryFewSeconds, ServerLimits, server_config
 
 QUESTION = "back pain after miscarriage"
@@ -101,7 +102,7 @@ def test_an_unexpected_error_is_a_500_in_the_error_shape_with_the_request_id(
     async def broken(scope: Scope, receive: Receive, send: Send) -> None:
         raise TypeError("boom")
 
-    app = RequestContext(broken, Metrics(), error=_error)
+    app = RequestContext(broken, Metrics(), error=error_response)
 
     async def scenario() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)

@@ -24,9 +24,11 @@ from index.build import BuildSettings, build_index
 from index.embed import HashingEmbedder
 from index.store import load_index
 from ingest import load
-from service.app import _error, create_app
+from service.app import create_app
 from service.engine import Engine
-from service.ops import Metrics, QueryLog, SearchAdmission, TokenBuckets
+from service.errors import error_response
+from service.middleware import SearchAdmission, TokenBuckets
+from service.ops import Metrics, QueryLog
 from service.settings import Settings
 
 EMB = HashingEmbedder(64)
@@ -149,7 +151,7 @@ def gate(max_concurrent: int, max_wait: float, **kwargs: Any) -> tuple[Any, asyn
     guard = SearchAdmission(
         slow_app,
         metrics=Metrics(),
-        error=_error,
+        error=error_response,
         buckets=None,
         max_concurrent=max_concurrent,
         max_wait_seconds=max_wait,

@@ -5,35 +5,30 @@
 403, with a missing or wrong key 401. ``GET /feedback/enabled`` tells the page whether
 feedback is on and, when a key is presented, whether it is accepted (a wrong one is a 401).
 The store (:mod:`service.feedback`) is opened on first use, so a store that cannot be opened
-(corrupt, read-only) makes feedback a 503 while search keeps serving.
+(corrupt, read-only) makes feedback a 503 while search keeps serving (the HTTP form of its
+errors is in :mod:`service.errors`).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from index.search import MAX_QUERY_CHARS, validate_query
 from service.auth import bearer_key, key_matches
+from service.deps import MetricsDep
 from service.feedback import (
     MAX_ID,
     FeedbackStore,
-    FeedbackUnavailable,
     InvalidFeedback,
     staff_id,
 )
-from service.ops import Metrics
 from service.schemas import ErrorResponse
 from service.settings import Settings
-
-LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,82 +139,62 @@ def require_staff(request: Request, feedback: FeedbackDep) -> StaffKey:
 StaffDep = Annotated[StaffKey, Depends(require_staff)]
 
 
-def feedback_router(metrics: Metrics) -> APIRouter:
-    router = APIRouter(prefix="/feedback", tags=["feedback"])
+router = APIRouter(prefix="/feedback", tags=["feedback"])
 
-    @router.get(
-        "/enabled",
-        response_model=FeedbackAccess,
-        responses={401: FEEDBACK_ERRORS[401]},
+
+@router.get(
+    "/enabled",
+    response_model=FeedbackAccess,
+    responses={401: FEEDBACK_ERRORS[401]},
+)
+def enabled(request: Request, feedback: FeedbackDep) -> FeedbackAccess:
+    """Whether staff feedback is on and, with a key, whether that key may give it (the
+    page shows its buttons then). A key that is presented and wrong is a 401."""
+    on = any(feedback.keys.values())
+    if not on or bearer_key(request) is None:
+        return FeedbackAccess(enabled=on, signed_in=False)
+    staff = require_staff(request, feedback)
+    return FeedbackAccess(
+        enabled=True,
+        signed_in=True,
+        role=staff.role,
+        question_text="always" if feedback.always else "on_request",
     )
-    def enabled(request: Request, feedback: FeedbackDep) -> FeedbackAccess:
-        """Whether staff feedback is on and, with a key, whether that key may give it (the
-        page shows its buttons then). A key that is presented and wrong is a 401."""
-        on = any(feedback.keys.values())
-        if not on or bearer_key(request) is None:
-            return FeedbackAccess(enabled=on, signed_in=False)
-        staff = require_staff(request, feedback)
-        return FeedbackAccess(
-            enabled=True,
-            signed_in=True,
-            role=staff.role,
-            question_text="always" if feedback.always else "on_request",
-        )
-
-    @router.post("", response_model=FeedbackStored, responses=FEEDBACK_ERRORS)
-    def give_feedback(
-        body: FeedbackRequest, request: Request, staff: StaffDep, feedback: FeedbackDep
-    ) -> FeedbackStored:
-        """Mark a passage helpful or not helpful, or the question as answered by none of
-        them. Marking the same passage again replaces the label."""
-        query = validate_query(body.query)  # InvalidQuery: 422 invalid_query
-        engine = getattr(request.app.state, "engine", None)
-        version = None
-        if engine is not None:
-            version = engine.index.path.name
-            if body.doc_id is not None and body.doc_id not in engine.index.documents:
-                raise InvalidFeedback("doc_id is not a document of the served index")
-        judgement = feedback.store().record(
-            query=query,
-            label=body.label,
-            staff=staff.id,
-            doc_id=body.doc_id,
-            chunk_id=body.chunk_id,
-            start=body.start,
-            end=body.end,
-            language=body.language,
-            index_version=version,
-            keep_text=feedback.always or body.save_question,
-        )
-        metrics.feedback.labels(body.label).inc()
-        return FeedbackStored(
-            status="stored",
-            query_key=judgement.query_key,
-            label=judgement.label,
-            question_saved=judgement.question_saved,
-        )
-
-    return router
 
 
-def install(
-    app: FastAPI,
-    settings: Settings,
-    metrics: Metrics,
-    error: Callable[..., JSONResponse],
-) -> Feedback:
-    """Add the feedback routes and the HTTP form of their domain errors to ``app``."""
-    feedback = Feedback(settings)
-
-    async def invalid(request: Request, exc: Exception) -> JSONResponse:
-        return error(422, "invalid_feedback", str(exc))
-
-    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        LOG.error("feedback store unavailable: %s", exc)
-        return error(503, "feedback_unavailable", str(exc), {"Retry-After": "30"})
-
-    app.add_exception_handler(InvalidFeedback, invalid)
-    app.add_exception_handler(FeedbackUnavailable, unavailable)
-    app.state.feedback = feedback
-    app.include_router(feedback_router(metrics))
-    return feedback
+@router.post("", response_model=FeedbackStored, responses=FEEDBACK_ERRORS)
+def give_feedback(
+    body: FeedbackRequest,
+    request: Request,
+    staff: StaffDep,
+    feedback: FeedbackDep,
+    metrics: MetricsDep,
+) -> FeedbackStored:
+    """Mark a passage helpful or not helpful, or the question as answered by none of
+    them. Marking the same passage again replaces the label."""
+    query = validate_query(body.query)  # InvalidQuery: 422 invalid_query
+    engine = getattr(request.app.state, "engine", None)
+    version = None
+    if engine is not None:
+        version = engine.index.path.name
+        if body.doc_id is not None and body.doc_id not in engine.index.documents:
+            raise InvalidFeedback("doc_id is not a document of the served index")
+    judgement = feedback.store().record(
+        query=query,
+        label=body.label,
+        staff=staff.id,
+        doc_id=body.doc_id,
+        chunk_id=body.chunk_id,
+        start=body.start,
+        end=body.end,
+        language=body.language,
+        index_version=version,
+        keep_text=feedback.always or body.save_question,
+    )
+    metrics.feedback.labels(body.label).inc()
+    return FeedbackStored(
+        status="stored",
+        query_key=judgement.query_key,
+        label=judgement.label,
+        question_saved=judgement.question_saved,
+    )

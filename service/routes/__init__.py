@@ -1,0 +1,1 @@
+"""The HTTP routes, one ``APIRouter`` per module; ``service.app`` includes them."""

@@ -1,0 +1,92 @@
+"""The routers on their own: each mounted on a bare FastAPI app with only the state it reads
+(a tiny index, the deterministic hashing embedder), no middleware and no error handlers."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from index.build import BuildSettings, build_index
+from index.embed import HashingEmbedder
+from index.store import load_index
+from ingest import load
+from service.engine import Engine
+from service.ops import Metrics, QueryLog
+from service.routes import health, search
+from service.settings import Settings
+
+EMB = HashingEmbedder(64)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    root = tmp_path_factory.mktemp("routes")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text(
+        "Back pain after miscarriage\n\nThe uterus contracts after a miscarriage.\n",
+        encoding="utf-8",
+    )
+    (corpus / "b.txt").write_text("Teeth\n\nBrush your teeth twice a day.\n", encoding="utf-8")
+    out = root / "index"
+    build_index(load([corpus]), EMB, index_dir=out, settings=BuildSettings(), cache=None)
+    settings = Settings(index_dir=out, model="hashing-64", abstain=False)
+    return Engine(load_index(out), EMB, settings.search(EMB.name))
+
+
+def bare_app(engine: Engine | None, *routers: object) -> FastAPI:
+    app = FastAPI()
+    app.state.engine = engine
+    app.state.metrics = Metrics()
+    app.state.query_log = QueryLog(verbatim=False)
+    for router in routers:
+        app.include_router(router)  # type: ignore[arg-type]
+    return app
+
+
+def test_search_route_alone_answers_counts_and_logs(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = bare_app(engine, search.router)
+    with caplog.at_level(logging.INFO, "medcite.search"), TestClient(app) as client:
+        r = client.post("/search", json={"query": "teeth brushing", "k": 2})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["passages"][0]["doc_id"] == "b.txt"
+    assert body["disclaimer"]
+    metrics: Metrics = app.state.metrics
+    assert metrics.searches.labels("answered")._value.get() == 1
+    (record,) = [rec for rec in caplog.records if rec.name == "medcite.search"]
+    fields = record.fields  # type: ignore[attr-defined]
+    assert "query" not in fields and fields["query_chars"] == len("teeth brushing")
+
+
+def test_batch_route_alone_gives_one_result_per_query(engine: Engine) -> None:
+    app = bare_app(engine, search.router)
+    with TestClient(app) as client:
+        r = client.post("/search/batch", json={"queries": [{"query": "teeth"}, {"query": "pain"}]})
+    assert r.status_code == 200
+    assert [res["query"] for res in r.json()["results"]] == ["teeth", "pain"]
+    assert app.state.metrics.searches.labels("answered")._value.get() == 2
+
+
+def test_search_route_without_an_engine_is_503(engine: Engine) -> None:
+    app = bare_app(None, search.router)
+    app.state.error = "the index is still loading"
+    with TestClient(app) as client:
+        r = client.post("/search", json={"query": "teeth"})
+    assert r.status_code == 503  # the bare app has no error shape: FastAPI's own body
+    assert r.json() == {"detail": "the index is still loading"}
+
+
+def test_health_routes_alone(engine: Engine) -> None:
+    app = bare_app(engine, health.router)
+    with TestClient(app) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ready" and ready["model"] == "hashing-64"
+        assert ready["chunks"] == 2 and ready["documents"] == 2
+        assert "medcite_searches_total" in client.get("/metrics").text
