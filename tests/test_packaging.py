@@ -3,6 +3,7 @@ data files the service reads."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,6 +17,12 @@ PACKAGES = ("ingest", "index", "service")
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built from a copy of the tree (setuptools writes build/ next to the source)."""
+    src = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [
@@ -28,7 +35,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--quiet",
             "--wheel-dir",
             str(out),
-            str(REPO),
+            str(src),
         ],
         check=True,
         capture_output=True,
