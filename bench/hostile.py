@@ -248,7 +248,7 @@ def main() -> None:
             # requests would be 429s before they reach validation.
             "MEDCITE_RATE_LIMIT_PER_MINUTE": "0",
         }
-        with served(env, Path(tmp) / "server.log") as (base, ready):
+        with served(env, Path(tmp) / "server.log", timeout=None) as (base, ready):
             print(f"server ready in {ready:.1f}s at {base}")
             statuses = hostile_requests(base)
             sent = sum(statuses.values())

@@ -89,7 +89,7 @@ def main() -> None:
             MEDCITE_RATE_LIMIT_PER_MINUTE="0",
         )
         log = Path(tmp) / "server.log"
-        with served(env, log) as (base, _):
+        with served(env, log, timeout=None) as (base, _):
             asyncio.run(run(base, args.clients, args.duration))
             text = httpx.get(f"{base}/metrics").text
         rejected = [x for x in text.splitlines() if x.startswith("medcite_rejected_total")]

@@ -56,6 +56,7 @@ def main() -> None:
                 MEDCITE_RATE_LIMIT_PER_MINUTE="0",
             ),
             Path(tmp) / "server.log",
+            timeout=None,
         ) as (base, t_load),
     ):
         http: list[float] = []

@@ -17,12 +17,19 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from support import CORPUS, cache_dir
+from support import CORPUS, build_tiny_index, cache_dir
 
 
 @pytest.fixture(scope="session")
 def seed_corpus() -> Path:
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def tiny_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny index (two short articles, the fake ``HashingEmbedder(64)``): see
+    ``support.build_tiny_index``. Shared by the whole session: read it, do not change it."""
+    return build_tiny_index(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="session")

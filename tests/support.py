@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import httpx
+from service.testing import served
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
@@ -23,46 +20,62 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MEDCITE_TEST_CACHE") or Path.home() / ".cache" / "medcite")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve(env: dict[str, str], log: Path, timeout: float = 180) -> Iterator[str]:
-    """``medcite serve`` in a subprocess on a free loopback port, until it is ready."""
-    port = free_port()
-    exe = Path(sys.executable).parent / "medcite"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(exe), "serve", "--port", str(port)],
-            env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready in {timeout} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """``medcite serve`` in a subprocess on a free loopback port, until it is ready (the
+    launcher the benches use, offline)."""
+    with served({"HF_HUB_OFFLINE": "1", **env}, log, timeout) as server:
+        yield server.base
+
+
+# --- the shared tiny index (the fake embedder, two short articles) ---------------------------
+
+TINY_MODEL = "hashing-64"
+TINY_ARTICLES = {
+    "a.txt": "Back pain after miscarriage\n\nThe uterus contracts after a miscarriage. ",
+    "b.txt": "Teeth\n\nBrush your teeth twice a day.\n",
+}
+
+
+def write_tiny_corpus(root: Path, extra: str = "") -> Path:
+    """:data:`TINY_ARTICLES` in ``root``; ``extra`` continues a.txt's paragraph."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in TINY_ARTICLES.items():
+        (root / name).write_text(text + extra if name == "a.txt" else text, encoding="utf-8")
+    return root
+
+
+def build_tiny_index(root: Path) -> Path:
+    """The tiny corpus indexed with ``HashingEmbedder(64)`` and default build settings in
+    ``root/index`` (its articles in ``root/corpus``); the index folder."""
+    from index.build import BuildSettings, build_index
+    from index.embed import HashingEmbedder
+    from ingest import load
+
+    out = root / "index"
+    corpus = write_tiny_corpus(root / "corpus")
+    build_index(
+        load([corpus]), HashingEmbedder(64), index_dir=out, settings=BuildSettings(), cache=None
+    )
+    return out
+
+
+def tiny_settings(index_dir: Path, **overrides: Any):  # type: ignore[no-untyped-def]
+    """Service settings for the tiny index: the fake model, no abstention, then ``overrides``."""
+    from service.settings import Settings
+
+    return Settings(**{"index_dir": index_dir, "model": TINY_MODEL, "abstain": False} | overrides)
+
+
+def tiny_engine(index_dir: Path, **overrides: Any):  # type: ignore[no-untyped-def]
+    """An engine on the tiny index with the fake embedder (settings as :func:`tiny_settings`)."""
+    from index.embed import HashingEmbedder
+    from index.store import load_index
+    from service.engine import Engine
+
+    embedder = HashingEmbedder(64)
+    settings = tiny_settings(index_dir, **overrides)
+    return Engine(load_index(index_dir), embedder, settings.search(embedder.name))
 
 
 def hand_model(threshold: float = 0.5, question: dict[str, float] | None = None, **coef: float):  # type: ignore[no-untyped-def]

@@ -2,7 +2,9 @@
 
 This is also the backend contract suite: every test that takes ``server`` runs once against
 the embedded backend (FAISS + BM25 in process) and once against Milvus (Milvus Lite, a
-local file), with the same expectations.
+local file), with the same expectations. Bad input is refused before any model or index
+is asked, so those tests take ``app``: the app in process (``TestClient``) with the fake
+embedder on the tiny index, on both backends likewise, and not slow.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from support import CORPUS, cache_dir, serve
+from fastapi.testclient import TestClient
+from support import CORPUS, TINY_MODEL, cache_dir, serve, tiny_settings
 
+from service.app import create_app
 from service.disclaimer import DISCLAIMERS
-
-pytestmark = pytest.mark.slow
 
 MISCARRIAGE_EN = {"001_f6e1ae9f4f4596cb.txt", "004_3a0b4b9e837dc788.txt"}
 MISCARRIAGE_ZH = "000_1e25916c291d4d20.txt"
@@ -32,6 +34,18 @@ OFF_TOPIC = [
 ]
 
 
+def publish_to_milvus(index_dir: Path, uri: str) -> None:
+    pytest.importorskip("milvus_lite", reason="the Milvus side needs milvus-lite")
+    from index.milvus import MilvusBackend
+    from index.store import current_version
+
+    backend = MilvusBackend(uri)
+    try:
+        backend.publish(index_dir / str(current_version(index_dir)))
+    finally:
+        backend.close()  # Milvus Lite: one holder per file, and the server is another
+
+
 @pytest.fixture(scope="module", params=["embedded", "milvus"])
 def server(
     request: pytest.FixtureRequest, seed_index_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -39,20 +53,30 @@ def server(
     env = {"MEDCITE_INDEX_DIR": str(seed_index_dir), "MEDCITE_CACHE_DIR": str(cache_dir())}
     tmp = tmp_path_factory.mktemp(f"server-{request.param}")
     if request.param == "milvus":
-        pytest.importorskip("milvus_lite", reason="the Milvus side needs milvus-lite")
-        from index.milvus import MilvusBackend
-        from index.store import current_version
-
         uri = str(tmp / "milvus.db")
-        backend = MilvusBackend(uri)
-        try:
-            backend.publish(seed_index_dir / str(current_version(seed_index_dir)))
-        finally:
-            backend.close()  # Milvus Lite: one process per file, and the server is another
+        publish_to_milvus(seed_index_dir, uri)
         env |= {"MEDCITE_INDEX_BACKEND": "milvus", "MEDCITE_MILVUS_URI": uri}
     with serve(env, tmp / "server.log") as base:
         assert httpx.get(f"{base}/readyz").json()["backend"] == request.param
         yield base
+
+
+@pytest.fixture(scope="module", params=["embedded", "milvus"])
+def app(
+    request: pytest.FixtureRequest, tiny_index_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """The app in process on the tiny index with the fake embedder, on either backend."""
+    tmp = tmp_path_factory.mktemp(f"app-{request.param}")
+    backend: dict[str, Any] = {}
+    if request.param == "milvus":
+        uri = str(tmp / "milvus.db")
+        publish_to_milvus(tiny_index_dir, uri)
+        backend = {"index_backend": "milvus", "milvus_uri": uri}
+    settings = tiny_settings(tiny_index_dir, cache_dir=tmp / "cache", **backend)
+    assert settings.model == TINY_MODEL
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").json()["backend"] == request.param
+        yield client
 
 
 def ask(base: str, query: str, **kw: Any) -> dict[str, Any]:
@@ -68,6 +92,7 @@ def assert_exact_spans(body: dict[str, Any]) -> None:
         assert text[p["start"] : p["end"]] == p["text"]
 
 
+@pytest.mark.slow
 def test_health_ready_and_docs(server: str) -> None:
     assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{server}/readyz").json()
@@ -77,6 +102,7 @@ def test_health_ready_and_docs(server: str) -> None:
     assert "/search" in httpx.get(f"{server}/openapi.json").json()["paths"]
 
 
+@pytest.mark.slow
 def test_english_question_finds_english_and_chinese_miscarriage_articles(server: str) -> None:
     body = ask(server, "why does my back hurt after a miscarriage", k=6)
     assert body["answerable"] and body["language"] == "en"
@@ -91,6 +117,7 @@ def test_english_question_finds_english_and_chinese_miscarriage_articles(server:
     assert [p["rank"] for p in body["passages"]] == list(range(1, len(sources) + 1))
 
 
+@pytest.mark.slow
 def test_chinese_question_finds_chinese_and_english_articles(server: str) -> None:
     # k=8, what the page asks: the relevance model ranks the English miscarriage pages 6th
     # and 7th for this question, behind the Chinese article's cards (see README: cross-
@@ -106,12 +133,14 @@ def test_chinese_question_finds_chinese_and_english_articles(server: str) -> Non
     assert zh["institution"] and zh["date"] == "2025-10-17"
 
 
+@pytest.mark.slow
 def test_chinese_pregnancy_question_reaches_english_pregnancy_pages(server: str) -> None:
     body = ask(server, "怀孕三个月腰疼怎么办", k=6)
     assert PREGNANCY_EN & {p["source"] for p in body["passages"]}
     assert_exact_spans(body)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("query", "lang"), OFF_TOPIC)
 def test_off_topic_questions_abstain_with_disclaimer(server: str, query: str, lang: str) -> None:
     body = ask(server, query)
@@ -121,6 +150,7 @@ def test_off_topic_questions_abstain_with_disclaimer(server: str, query: str, la
     assert body["disclaimer"] == DISCLAIMERS[lang]
 
 
+@pytest.mark.slow
 def test_no_boilerplate_and_no_repeats(server: str) -> None:
     for query in ["自然流产后腰疼是因为什么原因引起的", "back pain after miscarriage treatment"]:
         body = ask(server, query, k=10)
@@ -146,21 +176,22 @@ def test_no_boilerplate_and_no_repeats(server: str) -> None:
         ({}, "query"),
     ],
 )
-def test_bad_input_gets_one_error_shape(server: str, payload: dict[str, Any], where: str) -> None:
-    r = httpx.post(f"{server}/search", json=payload)
+def test_bad_input_gets_one_error_shape(
+    app: TestClient, payload: dict[str, Any], where: str
+) -> None:
+    r = app.post("/search", json=payload)
     assert r.status_code == 422
     error = r.json()["error"]
     assert error["code"] in {"invalid_request", "invalid_query"}
     assert where in error["message"] or error["code"] == "invalid_query"
 
 
-def test_invalid_json_is_a_clean_422(server: str) -> None:
-    r = httpx.post(
-        f"{server}/search", content=b"{not json", headers={"content-type": "application/json"}
-    )
+def test_invalid_json_is_a_clean_422(app: TestClient) -> None:
+    r = app.post("/search", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
 
 
+@pytest.mark.slow
 def test_serve_builds_an_index_from_the_corpus_when_there_is_none(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -176,6 +207,7 @@ def test_serve_builds_an_index_from_the_corpus_when_there_is_none(tmp_path: Path
     assert (tmp_path / "idx" / "CURRENT").is_file()
 
 
+@pytest.mark.slow
 def test_batch_has_the_same_shape_and_results_as_single_searches(server: str) -> None:
     queries = [
         "why does my back hurt after a miscarriage",
@@ -201,11 +233,9 @@ def test_batch_has_the_same_shape_and_results_as_single_searches(server: str) ->
     assert results[2]["answerable"] is False
 
 
-def test_batch_limits_and_errors(server: str) -> None:
+def test_batch_limits_and_errors(app: TestClient) -> None:
     too_many = {"queries": [{"query": "back pain"}] * 257}
-    assert httpx.post(f"{server}/search/batch", json=too_many).status_code == 422
-    r = httpx.post(
-        f"{server}/search/batch", json={"queries": [{"query": "back pain"}, {"query": " "}]}
-    )
+    assert app.post("/search/batch", json=too_many).status_code == 422
+    r = app.post("/search/batch", json={"queries": [{"query": "back pain"}, {"query": " "}]})
     assert r.status_code == 422 and "queries[1]" in r.json()["error"]["message"]
-    assert httpx.post(f"{server}/search/batch", json={"queries": []}).status_code == 422
+    assert app.post("/search/batch", json={"queries": []}).status_code == 422

@@ -23,6 +23,7 @@ def minilm() -> SentenceTransformerEmbedder:
     return embedder
 
 
+@pytest.mark.slow
 def test_local_folder_loads_and_embeds_normalised_rows(minilm: SentenceTransformerEmbedder) -> None:
     assert minilm.dim == 384
     assert minilm.prompts == {"query": "", "passage": ""}  # MiniLM has no prefixes
@@ -32,6 +33,7 @@ def test_local_folder_loads_and_embeds_normalised_rows(minilm: SentenceTransform
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
 
 
+@pytest.mark.slow
 def test_whole_pipeline_with_another_model(
     minilm: SentenceTransformerEmbedder, seed_corpus: Path, tmp_path: Path
 ) -> None:

@@ -209,6 +209,7 @@ def test_eval_needs_judgements(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_eval_scores_exactly_what_search_batch_returns(
     tmp_path: Path, seed_index_dir: Path, seed_engine: Any
 ) -> None:

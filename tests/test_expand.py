@@ -76,6 +76,7 @@ def test_query_tokens_expand_only_when_enabled() -> None:
     assert set(lexical_tokens("小产")) <= set(query_tokens("miscarriage", on, e))
 
 
+@pytest.mark.slow
 def test_expansion_gives_cross_lingual_passages_lexical_signal(seed_engine: Engine) -> None:
     """With the real model and seed corpus, the English passages a Chinese question finds
     have no BM25 signal at all without expansion, and do with it."""

@@ -15,16 +15,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from support import CORPUS, cache_dir, serve
+from support import CORPUS, cache_dir, serve, tiny_engine, tiny_settings
 from test_web import browser_available as browser_available  # a fixture: skips without Chromium
 
-from index.build import BuildSettings, build_index
-from index.embed import HashingEmbedder
-from index.store import load_index
-from ingest import load
 from service.app import create_app
 from service.cli import main
-from service.engine import Engine
 from service.evaluate import load_qrels, load_queries
 from service.feedback import (
     FeedbackStore,
@@ -35,7 +30,6 @@ from service.feedback import (
 )
 from service.settings import Settings
 
-EMB = HashingEmbedder(64)
 STAFF = "staff-key-0123456789abcdef"
 ADMIN = "admin-key-0123456789abcdef"
 QUESTION = "back pain after miscarriage"
@@ -351,35 +345,20 @@ def test_export_into_an_unwritable_place_is_a_domain_error(tmp_path: Path) -> No
 
 
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("feedback")
-    corpus = root / "c"
-    corpus.mkdir()
-    (corpus / "a.txt").write_text(
-        "Back pain after miscarriage\n\nThe uterus contracts after a miscarriage.\n", "utf-8"
-    )
-    (corpus / "b.txt").write_text("Teeth\n\nBrush your teeth twice a day.\n", "utf-8")
-    out = root / "index"
-    build_index(load([corpus]), EMB, index_dir=out, settings=BuildSettings(), cache=None)
-    return out
+def index_dir(tiny_index_dir: Path) -> Path:
+    return tiny_index_dir
 
 
 @pytest.fixture
 def app_client(index_dir: Path, tmp_path: Path) -> Iterator[Any]:
     def make(**overrides: Any) -> TestClient:
-        settings = Settings(
-            **{
-                "index_dir": index_dir,
-                "model": "hashing-64",
-                "abstain": False,
-                "staff_key": STAFF,
-                "admin_api_key": ADMIN,
-                "feedback_path": tmp_path / "feedback.sqlite",
-            }
-            | overrides
-        )
-        engine = Engine(load_index(index_dir), EMB, settings.search(EMB.name))
-        return TestClient(create_app(settings, engine=engine))
+        overrides = {
+            "staff_key": STAFF,
+            "admin_api_key": ADMIN,
+            "feedback_path": tmp_path / "feedback.sqlite",
+        } | overrides
+        settings = tiny_settings(index_dir, **overrides)
+        return TestClient(create_app(settings, engine=tiny_engine(index_dir, **overrides)))
 
     yield make
 

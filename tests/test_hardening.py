@@ -1,4 +1,10 @@
-"""Hostile or odd input through a real ``medcite serve``: always the error shape, never a 500."""
+"""Hostile or odd input: always the error shape, never a 500.
+
+What the app decides (validation, 413 on a declared length, 405/404, content types) goes
+through ``TestClient`` on the tiny index with the fake embedder; what needs a real socket
+(a chunked body without a length) through a real ``medcite serve`` with the fake embedder;
+odd but valid questions through the real model in process. The real server with the real
+model is tested once per backend in ``test_api.py``."""
 
 from __future__ import annotations
 
@@ -9,11 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-from support import cache_dir, serve
+from fastapi.testclient import TestClient
+from support import TINY_MODEL, cache_dir, serve, tiny_engine, tiny_settings
 
 from index.errors import ControlCharacters
 from index.search import validate_query
+from service.app import create_app
 from service.disclaimer import DISCLAIMERS
+from service.settings import Settings
 
 MAX_BODY = 64 * 1024
 
@@ -29,10 +38,33 @@ def test_validate_query_keeps_tab_newline_and_carriage_return() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(seed_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {"MEDCITE_INDEX_DIR": str(seed_index_dir), "MEDCITE_CACHE_DIR": str(cache_dir())}
-    with serve(env, tmp_path_factory.mktemp("server") / "server.log") as base:
+def app(tiny_index_dir: Path) -> Iterator[TestClient]:
+    """The app on the tiny index with the fake embedder and default limits."""
+    settings = tiny_settings(tiny_index_dir)
+    with TestClient(create_app(settings, engine=tiny_engine(tiny_index_dir))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def live(tiny_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real server (uvicorn, a socket) on the tiny index with the fake embedder."""
+    tmp = tmp_path_factory.mktemp("server")
+    env = {
+        "MEDCITE_INDEX_DIR": str(tiny_index_dir),
+        "MEDCITE_CACHE_DIR": str(tmp / "cache"),
+        "MEDCITE_MODEL": TINY_MODEL,
+        "MEDCITE_ABSTAIN": "false",
+    }
+    with serve(env, tmp / "server.log") as base:
         yield base
+
+
+@pytest.fixture(scope="module")
+def real_model_app(seed_index_dir: Path, seed_engine: Any) -> Iterator[TestClient]:
+    """The app on the bundled corpus with the real default model."""
+    settings = Settings(index_dir=seed_index_dir, cache_dir=cache_dir())
+    with TestClient(create_app(settings, engine=seed_engine)) as client:
+        yield client
 
 
 def error_of(r: httpx.Response, status: int) -> dict[str, Any]:
@@ -44,18 +76,16 @@ def error_of(r: httpx.Response, status: int) -> dict[str, Any]:
     return error
 
 
-@pytest.mark.slow
-def test_a_huge_body_gets_413(server: str) -> None:
+def test_a_huge_body_gets_413(app: TestClient) -> None:
     query = "back pain " * 100_000  # about 1 MB
-    r = httpx.post(f"{server}/search", json={"query": query}, timeout=60)
+    r = app.post("/search", json={"query": query})
     assert error_of(r, 413)["code"] == "payload_too_large"
     batch = {"queries": [{"query": "back pain"}] * 5000}
-    r = httpx.post(f"{server}/search/batch", json=batch, timeout=60)
+    r = app.post("/search/batch", json=batch)
     assert error_of(r, 413)["code"] == "payload_too_large"
 
 
-@pytest.mark.slow
-def test_a_huge_chunked_body_without_length_gets_413(server: str) -> None:
+def test_a_huge_chunked_body_without_length_gets_413(live: str) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"query": "'
         for _ in range(64):
@@ -63,7 +93,7 @@ def test_a_huge_chunked_body_without_length_gets_413(server: str) -> None:
         yield b'"}'
 
     r = httpx.post(
-        f"{server}/search",
+        f"{live}/search",
         content=chunks(),
         headers={"content-type": "application/json"},
         timeout=60,
@@ -72,8 +102,7 @@ def test_a_huge_chunked_body_without_length_gets_413(server: str) -> None:
     assert error_of(r, 413)["code"] == "payload_too_large"
 
 
-@pytest.mark.slow
-def test_a_body_under_the_limit_still_works_chunked(server: str) -> None:
+def test_a_body_under_the_limit_still_works_chunked(live: str) -> None:
     payload = json.dumps({"query": "back pain after miscarriage", "k": 2}).encode()
 
     def chunks() -> Iterator[bytes]:
@@ -81,7 +110,7 @@ def test_a_body_under_the_limit_still_works_chunked(server: str) -> None:
             yield payload[i : i + 7]
 
     r = httpx.post(
-        f"{server}/search",
+        f"{live}/search",
         content=chunks(),
         headers={"content-type": "application/json"},
         timeout=60,
@@ -90,15 +119,14 @@ def test_a_body_under_the_limit_still_works_chunked(server: str) -> None:
     assert r.json()["answerable"] and len(r.json()["passages"]) == 2
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("bad", ["back pain\x00", "\x1b[2Jback pain", "流产\x07后腰疼", "a\x7fb"])
-def test_control_characters_get_422(server: str, bad: str) -> None:
-    r = httpx.post(f"{server}/search", json={"query": bad}, timeout=60)
+def test_control_characters_get_422(app: TestClient, bad: str) -> None:
+    r = app.post("/search", json={"query": bad})
     assert error_of(r, 422)["code"] == "invalid_query"
-    r = httpx.post(f"{server}/search/batch", json={"queries": [{"query": bad}]}, timeout=60)
+    r = app.post("/search/batch", json={"queries": [{"query": bad}]})
     error = error_of(r, 422)
     assert error["code"] == "invalid_query" and "queries[0]" in error["message"]
-    r = httpx.get(f"{server}/terms", params={"q": bad}, timeout=60)
+    r = app.get("/terms", params={"q": bad})
     assert error_of(r, 422)["code"] == "invalid_query"
 
 
@@ -111,25 +139,24 @@ def test_control_characters_get_422(server: str, bad: str) -> None:
         ("?!?!...", "en"),
         ("？？？！！！。。。", "en"),
         ("———", "en"),
-        ("流产 after miscarriage 腰疼 back pain", None),  # either language; it must agree
+        ("流产 after miscarriage 腰疼 back pain", "en"),  # mixed: the detector says English
         ("Что делать при боли в спине?", "en"),
         ("腰疼 😭😭", "zh"),
         ("back\tpain\nafter\r\nmiscarriage", "en"),
     ],
 )
 def test_odd_but_valid_queries_get_200_with_a_disclaimer(
-    server: str, query: str, lang: str | None
+    real_model_app: TestClient, query: str, lang: str
 ) -> None:
-    r = httpx.post(f"{server}/search", json={"query": query}, timeout=60)
+    r = real_model_app.post("/search", json={"query": query})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["language"] == (lang or body["language"])
-    assert body["disclaimer"] == DISCLAIMERS[body["language"]]
+    assert body["language"] == lang
+    assert body["disclaimer"] == DISCLAIMERS[lang]
     assert body["answerable"] == bool(body["passages"])
-    assert httpx.get(f"{server}/terms", params={"q": query}, timeout=60).status_code == 200
+    assert real_model_app.get("/terms", params={"q": query}).status_code == 200
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("content", "content_type"),
     [
@@ -144,21 +171,20 @@ def test_odd_but_valid_queries_get_200_with_a_disclaimer(
     ],
 )
 def test_wrong_content_type_or_body_gets_the_error_shape(
-    server: str, content: bytes, content_type: str | None
+    app: TestClient, content: bytes, content_type: str | None
 ) -> None:
     headers = {"content-type": content_type} if content_type else {}
-    r = httpx.post(f"{server}/search", content=content, headers=headers, timeout=60)
+    r = app.post("/search", content=content, headers=headers)
     assert r.status_code in {415, 422}, r.text
     assert error_of(r, r.status_code)["code"] in {"invalid_request", "unsupported_media_type"}
 
 
-@pytest.mark.slow
-def test_wrong_method_and_unknown_path_get_the_error_shape(server: str) -> None:
-    r = httpx.get(f"{server}/search", timeout=60)
+def test_wrong_method_and_unknown_path_get_the_error_shape(app: TestClient) -> None:
+    r = app.get("/search")
     assert error_of(r, 405)["code"] == "method_not_allowed"
     assert "POST" in r.headers["allow"]
-    r = httpx.delete(f"{server}/search/batch", timeout=60)
+    r = app.delete("/search/batch")
     assert error_of(r, 405)["code"] == "method_not_allowed"
     for path in ["/nope", "/search/nope", "/static/nope.js", "/documents/no-such-doc.txt"]:
-        r = httpx.get(f"{server}{path}", timeout=60)
+        r = app.get(path)
         assert error_of(r, 404)["code"] == "not_found", path

@@ -21,7 +21,8 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 from support import serve
-from test_ops import client, gate, index_dir, write_corpus  # noqa: F401 (fixture)
+from support import write_tiny_corpus as write_corpus
+from test_ops import client, gate, index_dir  # noqa: F401 (fixture)
 
 from index.errors import LoneSurrogate
 from index.search import validate_query

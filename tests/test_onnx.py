@@ -53,28 +53,35 @@ def passages() -> list[str]:
     return [c.text for c in chunk_documents(load([CORPUS]), Settings().chunking())]
 
 
-def test_same_vectors_as_sentence_transformers(
+@pytest.fixture(scope="module")
+def vectors(
     both: tuple[OnnxEmbedder, SentenceTransformerEmbedder],
-) -> None:
-    onnx, torch = both
+) -> list[dict[str, np.ndarray]]:
+    """The bundled corpus's passages and the questions, embedded by each runtime (ONNX, torch):
+    computed once, the slow part of the two comparisons below."""
     texts = passages()
-    for kind, batch in (("passage", texts), ("query", QUESTIONS)):
-        a = onnx.embed(batch, kind=kind)  # type: ignore[arg-type]
-        b = torch.embed(batch, kind=kind)  # type: ignore[arg-type]
+    return [
+        {"passage": e.embed(texts, kind="passage"), "query": e.embed(QUESTIONS, kind="query")}
+        for e in both
+    ]
+
+
+def test_same_vectors_as_sentence_transformers(vectors: list[dict[str, np.ndarray]]) -> None:
+    onnx, torch = vectors
+    for kind in ("passage", "query"):
+        a, b = onnx[kind], torch[kind]
         assert a.dtype == np.float32 and a.shape == b.shape
         assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
         assert float((a * b).sum(axis=1).min()) >= 0.9999
 
 
-def test_same_top_10_on_the_bundled_corpus(
-    both: tuple[OnnxEmbedder, SentenceTransformerEmbedder],
-) -> None:
+def test_same_top_10_on_the_bundled_corpus(vectors: list[dict[str, np.ndarray]]) -> None:
     texts = passages()
     assert len(texts) >= 20
     rankings = []
-    for embedder in both:
-        docs = embedder.embed(texts, kind="passage")
-        queries = embedder.embed(QUESTIONS, kind="query")
+    for embedded in vectors:
+        docs, queries = embedded["passage"], embedded["query"]
+        assert docs.shape[0] == len(texts)
         rankings.append(np.argsort(-(queries @ docs.T), axis=1, kind="stable")[:, :10])
     assert (rankings[0] == rankings[1]).all()
 

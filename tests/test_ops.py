@@ -18,14 +18,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from starlette.types import Receive, Scope, Send
-from support import serve
+from support import serve, tiny_engine, tiny_settings
+from support import write_tiny_corpus as write_corpus
 
 from index.build import BuildSettings, build_index
 from index.embed import HashingEmbedder
 from index.store import load_index
 from ingest import load
 from service.app import create_app
-from service.engine import Engine
 from service.errors import error_response
 from service.middleware import SearchAdmission, TokenBuckets
 from service.ops import Metrics, QueryLog
@@ -36,32 +36,14 @@ QUESTION = "back pain after miscarriage"
 KEY = "test-admin-key-0123456789"
 
 
-def write_corpus(root: Path, extra: str = "") -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "a.txt").write_text(
-        "Back pain after miscarriage\n\nThe uterus contracts after a miscarriage. " + extra,
-        encoding="utf-8",
-    )
-    (root / "b.txt").write_text("Teeth\n\nBrush your teeth twice a day.\n", encoding="utf-8")
-    return root
-
-
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ops")
-    out = root / "index"
-    build_index(
-        load([write_corpus(root / "c")]), EMB, index_dir=out, settings=BuildSettings(), cache=None
-    )
-    return out
+def index_dir(tiny_index_dir: Path) -> Path:
+    return tiny_index_dir
 
 
 def client(index_dir: Path, **overrides: Any) -> TestClient:
-    settings = Settings(
-        **{"index_dir": index_dir, "model": "hashing-64", "abstain": False} | overrides
-    )
-    engine = Engine(load_index(index_dir), EMB, settings.search(EMB.name))
-    return TestClient(create_app(settings, engine=engine))
+    settings = tiny_settings(index_dir, **overrides)
+    return TestClient(create_app(settings, engine=tiny_engine(index_dir, **overrides)))
 
 
 def test_request_id_is_returned_kept_when_sane_and_replaced_when_not(index_dir: Path) -> None:

@@ -176,6 +176,7 @@ def _answer_span(engine: Any, row: dict[str, Any]) -> tuple[str, int, int]:
     return source, start, start + len(row["answer"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("question", "source", "needle"),
     [
@@ -206,6 +207,7 @@ def test_one_sentence_questions_are_answered_with_evidence(
         assert scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.slow
 def test_bundled_questions_answered_in_top3_with_the_answer_sentence(seed_engine: Any) -> None:
     """Every development question of bench/data/bundled_questions.jsonl (both languages,
     a third of them answered only in the other language): answered, the right file in the
@@ -228,6 +230,7 @@ def test_bundled_questions_answered_in_top3_with_the_answer_sentence(seed_engine
     assert evidence / n >= 0.45, (evidence, n)
 
 
+@pytest.mark.slow
 def test_off_topic_questions_abstain(seed_engine: Any) -> None:
     """The held-out half of the off-topic set (never used in fitting), both languages."""
     rows = [
@@ -244,6 +247,7 @@ def test_off_topic_questions_abstain(seed_engine: Any) -> None:
         assert not _search(seed_engine, text).answerable, text
 
 
+@pytest.mark.slow
 def test_chinese_question_answered_by_the_chinese_article_shows_it_first(seed_engine: Any) -> None:
     for question in (
         "流产后腰疼是什么原因",
@@ -256,6 +260,7 @@ def test_chinese_question_answered_by_the_chinese_article_shows_it_first(seed_en
         assert result.hits[0].chunk.language == "zh"
 
 
+@pytest.mark.slow
 def test_a_passage_admitted_alone_is_not_scored_one(seed_engine: Any) -> None:
     """An English question on disc trouble in pregnancy, restricted to Chinese passages (the
     Chinese article is about miscarriage): whatever is shown is scored as unlikely, never

@@ -4,37 +4,21 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from support import tiny_engine
 
-from index.build import BuildSettings, build_index
-from index.embed import HashingEmbedder
-from index.store import load_index
-from ingest import load
 from service.engine import Engine
 from service.ops import Metrics, QueryLog
 from service.routes import health, search
-from service.settings import Settings
-
-EMB = HashingEmbedder(64)
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    root = tmp_path_factory.mktemp("routes")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    (corpus / "a.txt").write_text(
-        "Back pain after miscarriage\n\nThe uterus contracts after a miscarriage.\n",
-        encoding="utf-8",
-    )
-    (corpus / "b.txt").write_text("Teeth\n\nBrush your teeth twice a day.\n", encoding="utf-8")
-    out = root / "index"
-    build_index(load([corpus]), EMB, index_dir=out, settings=BuildSettings(), cache=None)
-    settings = Settings(index_dir=out, model="hashing-64", abstain=False)
-    return Engine(load_index(out), EMB, settings.search(EMB.name))
+def engine(tiny_index_dir: Path) -> Engine:
+    return tiny_engine(tiny_index_dir)  # type: ignore[no-any-return]
 
 
 def bare_app(engine: Engine | None, *routers: object) -> FastAPI:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
-from support import cache_dir, serve
+from fastapi.testclient import TestClient
+from support import cache_dir
 
+from service.app import create_app
 from service.safety import red_flags, urgent_notice
+from service.settings import Settings
 
 POSITIVE = [
     # heavy bleeding
@@ -126,16 +129,18 @@ def test_notice_names_every_flag_and_adds_a_self_harm_line() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(seed_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {"MEDCITE_INDEX_DIR": str(seed_index_dir), "MEDCITE_CACHE_DIR": str(cache_dir())}
-    with serve(env, tmp_path_factory.mktemp("server") / "server.log") as base:
-        yield base
+def app(seed_index_dir: Path, seed_engine: Any) -> Iterator[TestClient]:
+    """The app in process with the real model on the bundled corpus (the real server is
+    tested in test_api.py)."""
+    settings = Settings(index_dir=seed_index_dir, cache_dir=cache_dir())
+    with TestClient(create_app(settings, engine=seed_engine)) as client:
+        yield client
 
 
 @pytest.mark.slow
-def test_api_sets_urgent_notice_from_the_query(server: str) -> None:
+def test_api_sets_urgent_notice_from_the_query(app: TestClient) -> None:
     def post(query: str) -> dict[str, object]:
-        r = httpx.post(f"{server}/search", json={"query": query}, timeout=60)
+        r = app.post("/search", json={"query": query})
         assert r.status_code == 200, r.text
         body: dict[str, object] = r.json()
         return body
@@ -151,10 +156,9 @@ def test_api_sets_urgent_notice_from_the_query(server: str) -> None:
     # answered since the relevance model, with a low-scored chest-tightness passage)
     off = post("I fainted while changing a flat tyre, how do I fix the car jack")
     assert off["answerable"] is False and isinstance(off["urgent_notice"], str)
-    r = httpx.post(
-        f"{server}/search/batch",
+    r = app.post(
+        "/search/batch",
         json={"queries": [{"query": "流产后大出血发烧"}, {"query": "back pain in week 20"}]},
-        timeout=60,
     )
     results = r.json()["results"]
     assert results[0]["urgent_notice"] and results[1]["urgent_notice"] is None
