@@ -27,12 +27,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main() -> None:
-    from index.cache import EmbeddingCache, embed_cached
-    from index.embed import load_embedder, set_threads
-    from index.milvus import MilvusBackend
-    from index.search import search
-    from index.store import current_version, load_index
-    from service.settings import Settings
+    from medcite.index.cache import EmbeddingCache, embed_cached
+    from medcite.index.embed import load_embedder, set_threads
+    from medcite.index.milvus import MilvusBackend
+    from medcite.index.search import search
+    from medcite.index.store import current_version, load_index
+    from medcite.service.settings import Settings
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--index-dir", type=Path, required=True)

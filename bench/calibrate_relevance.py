@@ -108,7 +108,7 @@ def sample(d: dict[str, str], n: int, seed: int = 13) -> dict[str, str]:
 def question_sets(
     evaldata: Path, work: Path, per_set: int, added: list[Path] | None = None
 ) -> list[QuestionSet]:
-    from service.evaluate import load_qrels, load_queries
+    from medcite.service.evaluate import load_qrels, load_queries
 
     fit, held = offtopic_halves()
     sets = []
@@ -164,7 +164,7 @@ def own_set(folder: Path, per_set: int, fit: dict[str, str], held: dict[str, str
     corpus.jsonl (or a folder of articles in corpus/), queries.jsonl and qrels.tsv, where a
     query marked ``"answerable": false`` (or judged by ``"relevant": []``) is one the corpus
     cannot answer. Its file names are the index's; ids in qrels.tsv are document ids."""
-    from service.evaluate import load_qrels, load_queries
+    from medcite.service.evaluate import load_qrels, load_queries
 
     corpus = folder / "corpus.jsonl"
     if not corpus.is_file():
@@ -206,7 +206,7 @@ def removed_terms(
     removed without removing the corpus. Questions naming a removed word are unanswerable;
     the others stay answerable while an answer of theirs is left. At most ``max_removed``
     of the documents go."""
-    from index.tokenize import lexical_tokens
+    from medcite.index.tokenize import lexical_tokens
 
     out = work / f"{name}_removed"
     corpus = out / "corpus.jsonl"
@@ -315,12 +315,12 @@ def removed_topics(
 
 
 def collect(qs: QuestionSet, work: Path, settings: Any, embedder: Any) -> list[Example]:
-    from index.cache import EmbeddingCache, embed_cached
-    from index.relevance import FEATURES, QUESTION_FEATURES, Logistic, RelevanceModel
-    from index.search import ensure_probe_levels, score_candidates
-    from index.store import load_index
-    from ingest.language import detect_language
-    from service.evaluate import _judged_unit, ensure_index
+    from medcite.index.cache import EmbeddingCache, embed_cached
+    from medcite.index.relevance import FEATURES, QUESTION_FEATURES, Logistic, RelevanceModel
+    from medcite.index.search import ensure_probe_levels, score_candidates
+    from medcite.index.store import load_index
+    from medcite.ingest.language import detect_language
+    from medcite.service.evaluate import _judged_unit, ensure_index
 
     index_dir = ensure_index(
         qs.corpus, settings, work / f"index-{qs.name}", embedder=embedder, progress=True
@@ -385,7 +385,7 @@ def collect_cached(qs: QuestionSet, work: Path, settings: Any, embedder: Any) ->
     import hashlib
     import pickle
 
-    from index.relevance import FEATURES
+    from medcite.index.relevance import FEATURES
 
     key = hashlib.sha256(
         json.dumps(
@@ -424,7 +424,7 @@ def fit_logistic(
     same too. Features in DROPPED (or derived from them) are held at 0: no weight, no effect."""
     from sklearn.linear_model import LogisticRegression
 
-    from index.relevance import Logistic
+    from medcite.index.relevance import Logistic
 
     x = x.copy()
     dropped = [i for i, f in enumerate(vocabulary) if f.split(":")[-1] in DROPPED]
@@ -452,7 +452,7 @@ def fit_logistic(
 
 
 def fused_of(e: Example) -> np.ndarray:
-    from index.relevance import FEATURES
+    from medcite.index.relevance import FEATURES
 
     return e.x[:, FEATURES.index("fused")]
 
@@ -467,7 +467,12 @@ def fit(examples: list[Example], threshold: float = 0.5, question_c: float = 0.1
     against unanswerable questions within each set: how many unanswerable questions a set
     has (off-topic ones we wrote, topics we removed) is our choice, not a property of the
     corpus, so it must not move the boundary."""
-    from index.relevance import FEATURES, QUESTION_FEATURES, RelevanceModel, question_features
+    from medcite.index.relevance import (
+        FEATURES,
+        QUESTION_FEATURES,
+        RelevanceModel,
+        question_features,
+    )
 
     answerable = [e for e in examples if e.kind == "answerable" and e.y.size]
     passage = fit_logistic(
@@ -542,7 +547,7 @@ def goal_score(rates_of_set: dict[str, float]) -> float:
 def ece_by_pair(examples: list[Example], model: Any, threshold: float) -> dict[str, Any]:
     """ECE of P(relevant) over the ten best passages of answered answerable questions (what
     /search shows, before de-duplication), per language pair."""
-    from service.evaluate import expected_calibration_error
+    from medcite.service.evaluate import expected_calibration_error
 
     by_pair: dict[str, tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))
     for e in examples:
@@ -570,10 +575,10 @@ def report_through_search(
     added: list[Path],
 ) -> None:
     """Every figure through the search function of ``/search`` (see --report)."""
-    from index.cache import EmbeddingCache, embed_cached
-    from index.search import search
-    from index.store import load_index
-    from service.evaluate import ensure_index, evaluate_loaded
+    from medcite.index.cache import EmbeddingCache, embed_cached
+    from medcite.index.search import search
+    from medcite.index.store import load_index
+    from medcite.service.evaluate import ensure_index, evaluate_loaded
 
     method = settings.fusion + ("+expand" if settings.expand else "")
     search_settings = settings.search(embedder.name)
@@ -654,8 +659,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from index.embed import load_embedder, set_threads
-    from service.settings import Settings
+    from medcite.index.embed import load_embedder, set_threads
+    from medcite.service.settings import Settings
 
     set_threads(1)
     settings = Settings()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.store import file_checksum
+from medcite.index.store import file_checksum
 
 TARGET = 1_000_000 * 384 * 4  # bytes of 1M float32 vectors of dim 384
 
@@ -72,7 +72,7 @@ def verify_rss_growth_mb(path: Path) -> float:
         code = (
             "import resource, sys\n"
             "from pathlib import Path\n"
-            "from index.store import file_checksum\n"
+            "from medcite.index.store import file_checksum\n"
             + ("file_checksum(Path(sys.argv[1]))\n" if verify else "")
             + "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
         )

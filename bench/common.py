@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 
-from service.testing import served
+from medcite.service.testing import served
 
 __all__ = ["QUESTIONS", "pct", "served"]
 

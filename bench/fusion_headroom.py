@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> None:
     import ir_measures
 
-    from service.evaluate import load_qrels
+    from medcite.service.evaluate import load_qrels
 
     parser = argparse.ArgumentParser()
     parser.add_argument("qrels", type=Path)

@@ -25,21 +25,23 @@ CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 import numpy, faiss, bm25s, torch, sentence_transformers  # imports are not load time
-import index.store, service.engine, service.settings
+import medcite.index.store
+import medcite.service.engine
+import medcite.service.settings
 def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 step, folder = sys.argv[1], Path(sys.argv[2])
 out = {"imports_rss_mb": rss_mb()}
 t0 = time.perf_counter()
 if step == "index":
-    idx = index.store.load_index(folder)
+    idx = medcite.index.store.load_index(folder)
     out["chunks"] = len(idx.chunks)
 elif step == "model":
-    from index.embed import load_embedder
-    s = service.settings.Settings(index_dir=folder)
+    from medcite.index.embed import load_embedder
+    s = medcite.service.settings.Settings(index_dir=folder)
     load_embedder(s.model, cache_dir=s.cache_dir)
 else:
-    service.engine.load_engine(service.settings.Settings(index_dir=folder))
+    medcite.service.engine.load_engine(medcite.service.settings.Settings(index_dir=folder))
 out["seconds"] = time.perf_counter() - t0
 out["rss_mb"] = rss_mb()
 print(json.dumps(out))
@@ -62,7 +64,7 @@ def measure(step: str, folder: Path, runs: int) -> dict[str, float]:
 
 
 def main() -> None:
-    from service.settings import Settings
+    from medcite.service.settings import Settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index-dir", type=Path, action="append")

@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    from index.build import build_index, passage_text
-    from index.embed import load_embedder, set_threads
-    from ingest import chunk_documents, load
-    from service.settings import Settings
+    from medcite.index.build import build_index, passage_text
+    from medcite.index.embed import load_embedder, set_threads
+    from medcite.ingest import chunk_documents, load
+    from medcite.service.settings import Settings
 
     paths = [Path(p) for p in sys.argv[1:]] or [REPO / "corpus"]
     settings = Settings()

@@ -47,7 +47,7 @@ def write_pdf(path: Path, pages: int, seed: int) -> None:
 
 
 def main() -> None:
-    from ingest import ChunkSettings, chunk_documents, load
+    from medcite.ingest import ChunkSettings, chunk_documents, load
 
     n_files = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     per_file = int(sys.argv[2]) if len(sys.argv) > 2 else 20

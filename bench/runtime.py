@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parent.parent
 INGEST = """
 import json, os, resource, sys, time
 from pathlib import Path
-from index.build import build_index
-from index.embed import load_embedder, set_threads
-from ingest import load
-from service.settings import Settings
+from medcite.index.build import build_index
+from medcite.index.embed import load_embedder, set_threads
+from medcite.ingest import load
+from medcite.service.settings import Settings
 set_threads(int(sys.argv[4]))
 settings = Settings(index_dir=Path(sys.argv[2]), runtime=sys.argv[3])
 embedder = load_embedder(settings.model, cache_dir=settings.cache_dir, runtime=settings.runtime)

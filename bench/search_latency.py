@@ -28,10 +28,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main() -> None:
     import httpx
 
-    from index.embed import set_threads
-    from index.search import search
-    from service.engine import load_engine
-    from service.settings import Settings
+    from medcite.index.embed import set_threads
+    from medcite.index.search import search
+    from medcite.service.engine import load_engine
+    from medcite.service.settings import Settings
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--index-dir", type=Path)

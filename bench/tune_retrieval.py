@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from index.build import build_bm25, passage_text
-from index.cache import EmbeddingCache, embed_cached
-from index.embed import load_embedder, set_threads
-from index.fusion import minmax, ranks
-from index.store import load_index
-from index.tokenize import lexical_tokens
-from service.evaluate import ensure_index, load_qrels, load_queries
-from service.settings import Settings
+from medcite.index.build import build_bm25, passage_text
+from medcite.index.cache import EmbeddingCache, embed_cached
+from medcite.index.embed import load_embedder, set_threads
+from medcite.index.fusion import minmax, ranks
+from medcite.index.store import load_index
+from medcite.index.tokenize import lexical_tokens
+from medcite.service.evaluate import ensure_index, load_qrels, load_queries
+from medcite.service.settings import Settings
 
 _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
@@ -46,8 +46,8 @@ def _cedict_jieba() -> Callable[[str], list[str]]:
     """jieba with every CC-CEDICT word it lacks added (a dictionary-derived user lexicon)."""
     import jieba
 
-    from index.expand import load_dictionary
-    from index.tokenize import ZH_STOPWORDS
+    from medcite.index.expand import load_dictionary
+    from medcite.index.tokenize import ZH_STOPWORDS
 
     tk = jieba.Tokenizer()
     tk.initialize()

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from index.cache import EmbeddingCache, embed_cached
-from index.embed import Embedder
-from index.errors import NothingToIndex
-from index.manifest import Corpus, Counts, Dense, Lexical, Manifest, Model
-from index.store import remove_stale_temp_dirs, write_version, writer_lock
-from index.tokenize import TOKENIZER_VERSION, lexical_tokens
-from ingest.types import Chunk, ChunkSettings, Document, FileReport, LoadResult
+from medcite.index.cache import EmbeddingCache, embed_cached
+from medcite.index.embed import Embedder
+from medcite.index.errors import NothingToIndex
+from medcite.index.manifest import Corpus, Counts, Dense, Lexical, Manifest, Model
+from medcite.index.store import remove_stale_temp_dirs, write_version, writer_lock
+from medcite.index.tokenize import TOKENIZER_VERSION, lexical_tokens
+from medcite.ingest.types import Chunk, ChunkSettings, Document, FileReport, LoadResult
 
 LOG = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def sentence_table(
     indices of those to embed: the sentences of chunks holding more than one (a chunk of
     one sentence is its own sentence and reuses its vector). Without ``split`` every chunk
     is one "sentence" (no sentence windows, nothing more to embed)."""
-    from ingest.chunk import split_sentences
+    from medcite.ingest.chunk import split_sentences
 
     rows: list[tuple[int, int, int]] = []
     embed: list[int] = []
@@ -141,7 +141,7 @@ def build_index(
     ``progress(done, total)`` is called as passages are embedded; ``chunker`` replaces
     :func:`ingest.chunk_documents` (the Ray engine chunks on its cluster).
     """
-    from ingest import chunk_documents
+    from medcite.ingest import chunk_documents
 
     started = time.perf_counter()
     # Space held by the temp folder of a killed ingest is freed before embedding fills the
@@ -258,8 +258,8 @@ def remove_documents(
 
     The corpus is not touched: an ingest of a corpus still holding the file adds it back.
     """
-    from index.errors import DocumentNotFound
-    from index.store import load_index
+    from medcite.index.errors import DocumentNotFound
+    from medcite.index.store import load_index
 
     with writer_lock(index_dir):
         current = load_index(index_dir)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.embed import Embedder, Kind
+from medcite.index.embed import Embedder, Kind
 
 LOG = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from index.errors import ModelUnavailable
+from medcite.index.errors import ModelUnavailable
 
 LOG = logging.getLogger(__name__)
 
@@ -128,11 +128,11 @@ def load_embedder(
     sentence-transformers (torch)."""
     threads = threads or _THREADS.get("n", 1)
     if model in DEFAULT_ALIASES:
-        from index.e5.cache import ensure_e5_folder
+        from medcite.index.e5.cache import ensure_e5_folder
 
         folder = ensure_e5_folder(cache_dir)
         if runtime == "onnx":
-            from index.onnx_embed import OnnxEmbedder
+            from medcite.index.onnx_embed import OnnxEmbedder
 
             try:
                 return OnnxEmbedder(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from index.tokenize import EN_STOPWORDS, ZH_STOPWORDS
+from medcite.index.tokenize import EN_STOPWORDS, ZH_STOPWORDS
 
 LOG = logging.getLogger(__name__)
 

@@ -29,11 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from index.errors import IndexCorrupt, IndexMismatch
-from ingest.types import ChunkSettings
+from medcite.index.errors import IndexCorrupt, IndexMismatch
+from medcite.ingest.types import ChunkSettings
 
 if TYPE_CHECKING:
-    from index.build import BuildSettings
+    from medcite.index.build import BuildSettings
 
 FORMAT_VERSION = 2  # 2: sentence vectors (evidence, sentence windows)
 
@@ -217,7 +217,7 @@ def check_compatible(
             f"but the configured model is {model_name!r} (dim {dim}); rebuild the index with "
             f"`medcite ingest` or set MEDCITE_MODEL={model.name}"
         )
-    from index.tokenize import TOKENIZER_VERSION
+    from medcite.index.tokenize import TOKENIZER_VERSION
 
     built_with = manifest.lexical.tokenizer
     if built_with != TOKENIZER_VERSION:

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from index.errors import BackendUnavailable, IndexNotFound, MedciteError
-from index.retrieve import Candidates, LexicalQuery
+from medcite.index.errors import BackendUnavailable, IndexNotFound, MedciteError
+from medcite.index.retrieve import Candidates, LexicalQuery
 
 LOG = logging.getLogger(__name__)
 
@@ -181,8 +181,8 @@ class MilvusBackend:
 
     def publish(self, version_dir: Path) -> None:
         """Fill the version's collection from its files; drop collections of gone versions."""
-        from index.build import passage_text
-        from index.store import read_chunks, read_documents, version_manifest
+        from medcite.index.build import passage_text
+        from medcite.index.store import read_chunks, read_documents, version_manifest
 
         manifest = version_manifest(version_dir)
         documents = read_documents(version_dir)

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from index.errors import ModelUnavailable
+from medcite.index.errors import ModelUnavailable
 
 if TYPE_CHECKING:
-    from index.embed import Kind
+    from medcite.index.embed import Kind
 
 LOG = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from index.embed import Embedder, Kind, load_embedder
-from index.errors import MedciteError
-from ingest.types import Chunk, ChunkSettings, Document, LoadResult, SourceText
+from medcite.index.embed import Embedder, Kind, load_embedder
+from medcite.index.errors import MedciteError
+from medcite.ingest.types import Chunk, ChunkSettings, Document, LoadResult, SourceText
 
 CHUNK_BATCH = 512  # documents per chunking task
 # Ray Data retries lost tasks, but it has itself failed after a node was removed mid-job
@@ -34,7 +34,7 @@ LOG = logging.getLogger(__name__)
 def _chunk_batch(
     docs: list[Document], sources: list[SourceText], settings: ChunkSettings
 ) -> list[Chunk]:
-    from ingest import chunk_document
+    from medcite.ingest import chunk_document
 
     out: list[Chunk] = []
     for doc, source in zip(docs, sources, strict=True):

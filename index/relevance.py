@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from index.errors import RelevanceModelError
+from medcite.index.errors import RelevanceModelError
 
 LOG = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Probe:
 
 def load_probes() -> list[Probe]:
     """The shipped off-topic probe bank (both languages)."""
-    text = resources.files("index").joinpath("probes.jsonl").read_text("utf-8")
+    text = resources.files("medcite.index").joinpath("probes.jsonl").read_text("utf-8")
     out = []
     for line in text.splitlines():
         if line.strip():
@@ -239,7 +239,7 @@ def load_relevance_model(model_name: str, path: Path | None = None) -> Relevance
     bench/calibrate_relevance.py). Raises RelevanceModelError for an unusable file."""
     try:
         if path is None:
-            text = resources.files("index").joinpath("relevance.json").read_text("utf-8")
+            text = resources.files("medcite.index").joinpath("relevance.json").read_text("utf-8")
         else:
             text = path.read_text("utf-8")
         models = json.loads(text)["models"]

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from index.embed import Embedder
-from index.errors import ControlCharacters, EmptyQuery, LoneSurrogate, QueryTooLong
-from index.expand import Expander, default_expander
-from index.fusion import FusionMethod, fuse
-from index.relevance import (
+from medcite.index.embed import Embedder
+from medcite.index.errors import ControlCharacters, EmptyQuery, LoneSurrogate, QueryTooLong
+from medcite.index.expand import Expander, default_expander
+from medcite.index.fusion import FusionMethod, fuse
+from medcite.index.relevance import (
     ProbeLevels,
     RelevanceModel,
     candidate_features,
@@ -37,14 +37,14 @@ from index.relevance import (
     load_probes,
     probe_levels,
 )
-from index.retrieve import LexicalQuery
-from index.store import LoadedIndex
-from index.tokenize import lexical_tokens
-from ingest.language import detect_language
-from ingest.types import Chunk, Language
+from medcite.index.retrieve import LexicalQuery
+from medcite.index.store import LoadedIndex
+from medcite.index.tokenize import lexical_tokens
+from medcite.ingest.language import detect_language
+from medcite.ingest.types import Chunk, Language
 
 if TYPE_CHECKING:
-    from index.cache import EmbeddingCache
+    from medcite.index.cache import EmbeddingCache
 
 LOG = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def ensure_probe_levels(
         return index.probes
     with _PROBE_LOCK:
         if index.probes is None:
-            from index.cache import embed_cached
+            from medcite.index.cache import embed_cached
 
             probes = load_probes()
             texts = [p.text for p in probes]

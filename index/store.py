@@ -52,15 +52,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
-from index.manifest import FORMAT_VERSION as FORMAT_VERSION
-from index.manifest import Checksums, Manifest, PartitionInfo
-from index.manifest import check_compatible as check_compatible  # serving's check
-from index.retrieve import Backend, EmbeddedPartition, EmbeddedRetriever, Retriever
-from ingest.types import Chunk, Document, FileReport, Segment, SourceText
+from medcite.index.errors import IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
+from medcite.index.manifest import FORMAT_VERSION as FORMAT_VERSION
+from medcite.index.manifest import Checksums, Manifest, PartitionInfo
+from medcite.index.manifest import check_compatible as check_compatible  # serving's check
+from medcite.index.retrieve import Backend, EmbeddedPartition, EmbeddedRetriever, Retriever
+from medcite.ingest.types import Chunk, Document, FileReport, Segment, SourceText
 
 if TYPE_CHECKING:
-    from index.relevance import ProbeLevels
+    from medcite.index.relevance import ProbeLevels
 
 LOG = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from ingest.chunk import chunk_document, chunk_documents, count_tokens, split_sentences
-from ingest.language import detect_language
-from ingest.read import load
-from ingest.types import (
+from medcite.ingest.chunk import chunk_document, chunk_documents, count_tokens, split_sentences
+from medcite.ingest.language import detect_language
+from medcite.ingest.read import load
+from medcite.ingest.types import (
     Chunk,
     ChunkSettings,
     Document,

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from ingest.lines import LINE_BREAK
-from ingest.types import Chunk, ChunkSettings, Document, Language, LoadResult, SourceText
+from medcite.ingest.lines import LINE_BREAK
+from medcite.ingest.types import Chunk, ChunkSettings, Document, Language, LoadResult, SourceText
 
 LOG = logging.getLogger(__name__)
 

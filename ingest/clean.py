@@ -17,9 +17,9 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from ingest.headings import strong_heading
-from ingest.lines import Line, units
-from ingest.metadata import byline, date_line, institution
+from medcite.ingest.headings import strong_heading
+from medcite.ingest.lines import Line, units
+from medcite.ingest.metadata import byline, date_line, institution
 
 LOG = logging.getLogger(__name__)
 

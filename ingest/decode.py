@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import logging
 
-from ingest.language import HAN_CHAR
+from medcite.ingest.language import HAN_CHAR
 
 LOG = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.language import HAN_CHAR
-from ingest.lines import split_lines, units
+from medcite.ingest.language import HAN_CHAR
+from medcite.ingest.lines import split_lines, units
 
 MAX_PDF_PAGES = 2000
 PAGE_SEPARATOR = "\n\n"

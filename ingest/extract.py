@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.nesting import html_nesting
+from medcite.ingest.nesting import html_nesting
 
 LOG = logging.getLogger(__name__)
 

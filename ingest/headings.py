@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ingest.language import HAN_CHAR
-from ingest.lines import units
+from medcite.ingest.language import HAN_CHAR
+from medcite.ingest.lines import units
 
 _ZH_NUM = "一二三四五六七八九十百零〇"
 _ENUM_STYLES: tuple[tuple[str, re.Pattern[str]], ...] = (

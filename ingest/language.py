@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ingest.types import Language
+from medcite.ingest.types import Language
 
 # CJK unified ideographs (basic, extension A, compatibility, extensions B-F).
 HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"

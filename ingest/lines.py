@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ingest.language import HAN_CHAR
+from medcite.ingest.language import HAN_CHAR
 
 # What str.splitlines() treats as a line boundary.
 LINE_BREAK = re.compile(r"\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")

@@ -27,10 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from ingest.clean import banner_names, find_boilerplate, is_teaser
-from ingest.headings import Heading, enum_style, section_name, strong_heading, weak_heading
-from ingest.lines import Line, split_lines, units
-from ingest.metadata import (
+from medcite.ingest.clean import banner_names, find_boilerplate, is_teaser
+from medcite.ingest.headings import Heading, enum_style, section_name, strong_heading, weak_heading
+from medcite.ingest.lines import Line, split_lines, units
+from medcite.ingest.metadata import (
     bare_name,
     byline,
     date_line,
@@ -39,7 +39,7 @@ from ingest.metadata import (
     normalize_title,
     parse_date,
 )
-from ingest.types import Segment
+from medcite.ingest.types import Segment
 
 _TITLE_MAX = 30.0  # units
 _CARD_TITLE_MAX = 25.0

@@ -22,13 +22,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from ingest.decode import UndecodableError, decode_bytes
-from ingest.documents import MAX_PDF_PAGES, DocumentError, docx_to_text, pdf_to_text
-from ingest.extract import HtmlTooComplex, html_to_text
-from ingest.language import detect_language
-from ingest.metadata import normalize_title
-from ingest.page import Draft, parse_page
-from ingest.types import Document, FileReport, FileStatus, LoadResult, Segment, SourceText
+from medcite.ingest.decode import UndecodableError, decode_bytes
+from medcite.ingest.documents import MAX_PDF_PAGES, DocumentError, docx_to_text, pdf_to_text
+from medcite.ingest.extract import HtmlTooComplex, html_to_text
+from medcite.ingest.language import detect_language
+from medcite.ingest.metadata import normalize_title
+from medcite.ingest.page import Draft, parse_page
+from medcite.ingest.types import Document, FileReport, FileStatus, LoadResult, Segment, SourceText
 
 LOG = logging.getLogger(__name__)
 

@@ -10,15 +10,15 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from index.errors import MedciteError
-from service import web
-from service.engine import Engine, load_engine
-from service.errors import install_error_handlers, public_message
-from service.middleware import install_middleware
-from service.ops import Metrics, QueryLog
-from service.routes import admin, feedback, health, search
-from service.schemas import ErrorResponse
-from service.settings import Settings
+from medcite.index.errors import MedciteError
+from medcite.service import web
+from medcite.service.engine import Engine, load_engine
+from medcite.service.errors import install_error_handlers, public_message
+from medcite.service.middleware import install_middleware
+from medcite.service.ops import Metrics, QueryLog
+from medcite.service.routes import admin, feedback, health, search
+from medcite.service.schemas import ErrorResponse
+from medcite.service.settings import Settings
 
 LOG = logging.getLogger(__name__)
 

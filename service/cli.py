@@ -14,9 +14,9 @@ from typing import Any
 
 import click
 
-from index.errors import MedciteError
-from service.pipeline import run_ingest
-from service.settings import Settings
+from medcite.index.errors import MedciteError
+from medcite.service.pipeline import run_ingest
+from medcite.service.settings import Settings
 
 LOG = logging.getLogger(__name__)
 
@@ -110,8 +110,8 @@ def ingest(
         embedder = None
         chunker = None
         if engine == "ray":
-            from index.embed import load_embedder
-            from index.ray_embed import RayEmbedder
+            from medcite.index.embed import load_embedder
+            from medcite.index.ray_embed import RayEmbedder
 
             embedder = RayEmbedder(
                 load_embedder(settings.model, cache_dir=settings.cache_dir),
@@ -167,9 +167,9 @@ def search(query: str, k: int, language: str | None, as_json: bool, index_dir: P
     """Search the index and print cited passages."""
     _pin_threads(1)
     settings = _settings(index_dir=index_dir)
-    from index.search import search as run_search
-    from service.engine import load_engine
-    from service.schemas import to_response
+    from medcite.index.search import search as run_search
+    from medcite.service.engine import load_engine
+    from medcite.service.schemas import to_response
 
     with _domain_errors():
         engine = load_engine(settings)
@@ -221,10 +221,10 @@ def serve(
     )
     import uvicorn
 
-    from index.store import current_version
-    from service.app import create_app
-    from service.engine import load_engine
-    from service.server import server_config
+    from medcite.index.store import current_version
+    from medcite.service.app import create_app
+    from medcite.service.engine import load_engine
+    from medcite.service.server import server_config
 
     with _domain_errors():
         if current_version(settings.index_dir) is None:
@@ -237,7 +237,7 @@ def serve(
             run_ingest([settings.corpus_dir], settings)
         engine = load_engine(settings)
     click.echo(f"serving on http://{settings.host}:{settings.port} (API docs at /docs)", err=True)
-    from service.ops import configure_logging
+    from medcite.service.ops import configure_logging
 
     configure_logging(json_logs=settings.log_json)
     config = server_config(
@@ -301,7 +301,7 @@ def eval_command(
     """
     _pin_threads(1)
     settings = _settings(index_dir=index_dir)
-    from service.evaluate import evaluate
+    from medcite.service.evaluate import evaluate
 
     default = settings.fusion + ("+expand" if settings.expand else "")
     method_list = [m.strip() for m in (methods or default).split(",") if m.strip()]
@@ -363,7 +363,7 @@ def eval_command(
 @click.option("--json", "as_json", is_flag=True)
 def compare(run_a: Path, run_b: Path, qrels: Path, metric: str, as_json: bool) -> None:
     """Compare two TREC runs per query (paired two-sided t-test): is B better than A?"""
-    from service.evaluate import compare_runs
+    from medcite.service.evaluate import compare_runs
 
     with _domain_errors():
         result = compare_runs(run_a, run_b, qrels, metric=metric)
@@ -404,7 +404,7 @@ def export_judgements(out: Path, feedback_path: Path | None, as_json: bool) -> N
     written; helpful is grade 1, not helpful 0, and "none of these answers" with nothing
     helpful is a query with "answerable": false.
     """
-    from service.feedback import FeedbackStore, export_beir
+    from medcite.service.feedback import FeedbackStore, export_beir
 
     settings = _settings(feedback_path=feedback_path)
     with _domain_errors():

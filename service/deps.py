@@ -10,8 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.ops import Metrics, QueryLog
-from service.settings import Settings
+from medcite.service.ops import Metrics, QueryLog
+from medcite.service.settings import Settings
 
 
 async def get_settings(request: Request) -> Settings:

@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from index.embed import Embedder, load_embedder, set_threads
-from index.expand import default_expander
-from index.retrieve import Backend
-from index.search import SearchSettings, ensure_probe_levels
-from index.store import LoadedIndex, check_compatible, load_index
-from index.tokenize import lexical_tokens
-from service.settings import Settings
+from medcite.index.embed import Embedder, load_embedder, set_threads
+from medcite.index.expand import default_expander
+from medcite.index.retrieve import Backend
+from medcite.index.search import SearchSettings, ensure_probe_levels
+from medcite.index.store import LoadedIndex, check_compatible, load_index
+from medcite.index.tokenize import lexical_tokens
+from medcite.service.settings import Settings
 
 
 @dataclass
@@ -51,7 +51,7 @@ def load_engine(settings: Settings) -> Engine:
 
 def _measure_probes(index: LoadedIndex, embedder: Embedder, settings: Settings) -> None:
     """The index's off-topic probe levels (index.relevance), before the first request."""
-    from index.cache import EmbeddingCache
+    from medcite.index.cache import EmbeddingCache
 
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
     try:

@@ -11,10 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from index.errors import BackendUnavailable, InvalidQuery
-from service.feedback import FeedbackUnavailable, InvalidFeedback
-from service.schemas import ErrorResponse
-from service.settings import Settings
+from medcite.index.errors import BackendUnavailable, InvalidQuery
+from medcite.service.feedback import FeedbackUnavailable, InvalidFeedback
+from medcite.service.schemas import ErrorResponse
+from medcite.service.settings import Settings
 
 LOG = logging.getLogger(__name__)
 

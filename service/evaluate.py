@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from index.embed import Embedder
-from index.errors import IndexMismatch, IndexNotFound, MedciteError
-from index.fusion import FusionMethod
-from index.manifest import ManifestInvalid, check_compatible
-from index.store import LoadedIndex, current_version, load_index, read_manifest
+from medcite.index.embed import Embedder
+from medcite.index.errors import IndexMismatch, IndexNotFound, MedciteError
+from medcite.index.fusion import FusionMethod
+from medcite.index.manifest import ManifestInvalid, check_compatible
+from medcite.index.store import LoadedIndex, current_version, load_index, read_manifest
 
 if TYPE_CHECKING:
-    from index.retrieve import Backend
-    from service.settings import Settings
+    from medcite.index.retrieve import Backend
+    from medcite.service.settings import Settings
 
 LOG = logging.getLogger(__name__)
 
@@ -148,9 +148,9 @@ def ensure_index(
 ) -> Path:
     """Reuse the index in ``index_dir`` when it matches corpus, model and settings; else
     build it there with the same code as ``medcite ingest``."""
-    from index.build import corpus_fingerprint
-    from ingest import load
-    from service.pipeline import run_ingest  # the same ingest as `medcite ingest`
+    from medcite.index.build import corpus_fingerprint
+    from medcite.ingest import load
+    from medcite.service.pipeline import run_ingest  # the same ingest as `medcite ingest`
 
     if index_dir is None:
         key = hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:16]
@@ -233,7 +233,7 @@ def evaluate(
     as ``POST /search`` runs it (relevance model, abstention, other-language rule,
     de-duplication, per-document limit); an abstention scores 0, and the answered rate on
     answerable queries is reported beside the metrics."""
-    from index.embed import load_embedder, set_threads
+    from medcite.index.embed import load_embedder, set_threads
 
     unknown = [m for m in methods if m.removesuffix("+expand") not in METHODS]
     if unknown:
@@ -307,9 +307,9 @@ def evaluate_loaded(
 ) -> dict[str, Any]:
     import ir_measures
 
-    from index.cache import EmbeddingCache, embed_cached
-    from index.search import ensure_probe_levels, rank_documents, search
-    from ingest.language import detect_language
+    from medcite.index.cache import EmbeddingCache, embed_cached
+    from medcite.index.search import ensure_probe_levels, rank_documents, search
+    from medcite.ingest.language import detect_language
 
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
     unit = _judged_unit(index, qrels)

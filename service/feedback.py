@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from index.errors import MedciteError
+from medcite.index.errors import MedciteError
 
 LOG = logging.getLogger(__name__)
 

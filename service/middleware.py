@@ -27,10 +27,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_response
-from service.ops import REQUEST_ID, Metrics
-from service.schemas import MAX_BATCH_QUERIES
-from service.settings import Settings
+from medcite.service.errors import error_response
+from medcite.service.ops import REQUEST_ID, Metrics
+from medcite.service.schemas import MAX_BATCH_QUERIES
+from medcite.service.settings import Settings
 
 _GOOD_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SEARCH_PATHS = ("/search", "/search/batch")

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.settings import Settings
+from medcite.service.settings import Settings
 
 if TYPE_CHECKING:
-    from index.build import BuildReport
-    from index.embed import Embedder
-    from index.retrieve import Backend
-    from ingest.types import Chunk, ChunkSettings, LoadResult
+    from medcite.index.build import BuildReport
+    from medcite.index.embed import Embedder
+    from medcite.index.retrieve import Backend
+    from medcite.ingest.types import Chunk, ChunkSettings, LoadResult
 
 
 def _progress_bar(label: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
@@ -56,10 +56,10 @@ def run_ingest(
 
     With the Milvus backend, each new version is also written to Milvus before it goes live
     (through ``backend`` when given, else one opened from the settings for this run)."""
-    from index.build import build_index
-    from index.cache import EmbeddingCache
-    from index.embed import load_embedder, set_threads
-    from ingest import load
+    from medcite.index.build import build_index
+    from medcite.index.cache import EmbeddingCache
+    from medcite.index.embed import load_embedder, set_threads
+    from medcite.ingest import load
 
     set_threads(settings.threads if settings.threads > 1 else os.cpu_count() or 1)
     result = (
@@ -76,7 +76,7 @@ def run_ingest(
         )
     import sqlite3
 
-    from index.errors import IndexWriteError
+    from medcite.index.errors import IndexWriteError
 
     cache_path = settings.cache_dir / "embeddings.sqlite"
     try:

@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from index.search import SearchResult
-from index.store import LoadedIndex
-from ingest.types import Chunk, Document, pages_of
-from service.disclaimer import disclaimer, no_answer
-from service.safety import urgent_notice
+from medcite.index.search import SearchResult
+from medcite.index.store import LoadedIndex
+from medcite.ingest.types import Chunk, Document, pages_of
+from medcite.service.disclaimer import disclaimer, no_answer
+from medcite.service.safety import urgent_notice
 
 MAX_BATCH_QUERIES = 256
 

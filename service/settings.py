@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from index.build import BuildSettings
-from index.relevance import load_relevance_model
-from index.search import SearchSettings
-from ingest.types import ChunkSettings
+from medcite.index.build import BuildSettings
+from medcite.index.relevance import load_relevance_model
+from medcite.index.search import SearchSettings
+from medcite.ingest.types import ChunkSettings
 
 if TYPE_CHECKING:
-    from index.milvus import MilvusBackend
-    from service.server import ServerLimits
+    from medcite.index.milvus import MilvusBackend
+    from medcite.service.server import ServerLimits
 
 LOG = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
 
     def server_limits(self) -> ServerLimits:
-        from service.server import ServerLimits
+        from medcite.service.server import ServerLimits
 
         return ServerLimits(
             header_timeout=self.header_timeout,
@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         """The configured index backend; None for the embedded one (nothing to connect)."""
         if self.index_backend == "embedded":
             return None
-        from index.milvus import MilvusBackend
+        from medcite.index.milvus import MilvusBackend
 
         return MilvusBackend(
             self.milvus_uri or str(self.index_dir / "milvus.db"),

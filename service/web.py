@@ -27,14 +27,14 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-import service.convertors  # noqa: F401  ({doc_id:anypath})
-from index.expand import Expander, default_expander
-from index.search import MAX_QUERY_CHARS, validate_query
-from index.tokenize import EN_STOPWORDS, lexical_tokens
-from ingest.language import HAN_CHAR, detect_language
-from service.engine import EngineDep
-from service.middleware import PAGE_HEADERS
-from service.schemas import ErrorResponse
+import medcite.service.convertors  # noqa: F401  ({doc_id:anypath})
+from medcite.index.expand import Expander, default_expander
+from medcite.index.search import MAX_QUERY_CHARS, validate_query
+from medcite.index.tokenize import EN_STOPWORDS, lexical_tokens
+from medcite.ingest.language import HAN_CHAR, detect_language
+from medcite.service.engine import EngineDep
+from medcite.service.middleware import PAGE_HEADERS
+from medcite.service.schemas import ErrorResponse
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 

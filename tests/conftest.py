@@ -34,7 +34,7 @@ def tiny_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def default_embedder():  # type: ignore[no-untyped-def]
-    from index.embed import load_embedder, set_threads
+    from medcite.index.embed import load_embedder, set_threads
 
     set_threads(1)
     return load_embedder("default", cache_dir=cache_dir())
@@ -43,10 +43,10 @@ def default_embedder():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def seed_index_dir(tmp_path_factory: pytest.TempPathFactory, default_embedder) -> Iterator[Path]:  # type: ignore[no-untyped-def]
     """The bundled corpus indexed with the real default model (embeddings cached)."""
-    from index.build import build_index
-    from index.cache import EmbeddingCache
-    from ingest import load
-    from service.settings import Settings
+    from medcite.index.build import build_index
+    from medcite.index.cache import EmbeddingCache
+    from medcite.ingest import load
+    from medcite.service.settings import Settings
 
     out = tmp_path_factory.mktemp("seed-index")
     cache = EmbeddingCache(cache_dir() / "embeddings.sqlite")
@@ -65,9 +65,9 @@ def seed_index_dir(tmp_path_factory: pytest.TempPathFactory, default_embedder) -
 
 @pytest.fixture(scope="session")
 def seed_engine(seed_index_dir: Path, default_embedder):  # type: ignore[no-untyped-def]
-    from index.store import load_index
-    from service.engine import Engine
-    from service.settings import Settings
+    from medcite.index.store import load_index
+    from medcite.service.engine import Engine
+    from medcite.service.settings import Settings
 
     settings = Settings(index_dir=seed_index_dir, cache_dir=cache_dir())
     return Engine(

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from service.testing import served
+from medcite.service.testing import served
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
@@ -48,9 +48,9 @@ def write_tiny_corpus(root: Path, extra: str = "") -> Path:
 def build_tiny_index(root: Path) -> Path:
     """The tiny corpus indexed with ``HashingEmbedder(64)`` and default build settings in
     ``root/index`` (its articles in ``root/corpus``); the index folder."""
-    from index.build import BuildSettings, build_index
-    from index.embed import HashingEmbedder
-    from ingest import load
+    from medcite.index.build import BuildSettings, build_index
+    from medcite.index.embed import HashingEmbedder
+    from medcite.ingest import load
 
     out = root / "index"
     corpus = write_tiny_corpus(root / "corpus")
@@ -62,16 +62,16 @@ def build_tiny_index(root: Path) -> Path:
 
 def tiny_settings(index_dir: Path, **overrides: Any):  # type: ignore[no-untyped-def]
     """Service settings for the tiny index: the fake model, no abstention, then ``overrides``."""
-    from service.settings import Settings
+    from medcite.service.settings import Settings
 
     return Settings(**{"index_dir": index_dir, "model": TINY_MODEL, "abstain": False} | overrides)
 
 
 def tiny_engine(index_dir: Path, **overrides: Any):  # type: ignore[no-untyped-def]
     """An engine on the tiny index with the fake embedder (settings as :func:`tiny_settings`)."""
-    from index.embed import HashingEmbedder
-    from index.store import load_index
-    from service.engine import Engine
+    from medcite.index.embed import HashingEmbedder
+    from medcite.index.store import load_index
+    from medcite.service.engine import Engine
 
     embedder = HashingEmbedder(64)
     settings = tiny_settings(index_dir, **overrides)
@@ -82,7 +82,7 @@ def hand_model(threshold: float = 0.5, question: dict[str, float] | None = None,
     """A hand-made relevance model: ``coef`` on raw candidate features for P(relevant |
     answerable) (``intercept`` among them), ``question`` likewise on the question features
     (``top:<feature>``, ``max5:<feature>``) for P(answerable); every embedding model gets it."""
-    from index.relevance import FEATURES, QUESTION_FEATURES, Logistic, RelevanceModel
+    from medcite.index.relevance import FEATURES, QUESTION_FEATURES, Logistic, RelevanceModel
 
     def logistic(names: tuple[str, ...], given: dict[str, float]) -> Logistic:
         n = len(names)

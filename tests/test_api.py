@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from support import CORPUS, TINY_MODEL, cache_dir, serve, tiny_settings
 
-from service.app import create_app
-from service.disclaimer import DISCLAIMERS
+from medcite.service.app import create_app
+from medcite.service.disclaimer import DISCLAIMERS
 
 MISCARRIAGE_EN = {"001_f6e1ae9f4f4596cb.txt", "004_3a0b4b9e837dc788.txt"}
 MISCARRIAGE_ZH = "000_1e25916c291d4d20.txt"
@@ -36,8 +36,8 @@ OFF_TOPIC = [
 
 def publish_to_milvus(index_dir: Path, uri: str) -> None:
     pytest.importorskip("milvus_lite", reason="the Milvus side needs milvus-lite")
-    from index.milvus import MilvusBackend
-    from index.store import current_version
+    from medcite.index.milvus import MilvusBackend
+    from medcite.index.store import current_version
 
     backend = MilvusBackend(uri)
     try:

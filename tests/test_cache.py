@@ -3,8 +3,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.cache import EmbeddingCache, embed_cached
-from index.embed import HashingEmbedder, Kind
+from medcite.index.cache import EmbeddingCache, embed_cached
+from medcite.index.embed import HashingEmbedder, Kind
 
 
 class CountingEmbedder(HashingEmbedder):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from support import REPO
 
-from index.relevance import FEATURES
+from medcite.index.relevance import FEATURES
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support import CORPUS, REPO
 
-from ingest import (
+from medcite.ingest import (
     ChunkSettings,
     Document,
     LoadResult,
@@ -22,7 +22,7 @@ from ingest import (
     load,
     split_sentences,
 )
-from ingest.types import Chunk
+from medcite.ingest.types import Chunk
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +235,7 @@ def test_jsonl_records_chunk_with_offsets_into_the_record_text(tmp_path: Path) -
 
 def test_importing_ingest_is_light_and_jieba_is_quiet(tmp_path: Path) -> None:
     code = (
-        "import sys, ingest\n"
+        "import sys\nimport medcite.ingest as ingest\n"
         "assert 'jieba' not in sys.modules, 'jieba imported at import time'\n"
         "assert 'selectolax' not in sys.modules and 'charset_normalizer' not in sys.modules\n"
         "print(ingest.count_tokens('自然流产后腰疼是因为什么原因引起的', 'zh'))\n"
@@ -273,7 +273,7 @@ def _doc(source: str, language: str, segments: list[Segment]) -> Document:
 def test_cards_cut_off_by_the_source_are_marked_truncated(seeds: LoadResult) -> None:
     """A Q&A card whose summary the page itself breaks off mid-sentence is shown with an
     ellipsis (``truncated``); the cited text stays exactly what the source holds."""
-    from service.schemas import cut_off
+    from medcite.service.schemas import cut_off
 
     chunks = chunk_documents(seeds, ChunkSettings(max_tokens=200))
     docs = {d.doc_id: d for d in seeds.documents}

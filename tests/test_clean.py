@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from support import CORPUS
 
-from ingest import ChunkSettings, chunk_documents, load
-from ingest.clean import banner_names, find_boilerplate
-from ingest.headings import strong_heading, weak_heading
-from ingest.lines import split_lines
-from ingest.metadata import Byline, byline, date_line, institution, parse_date
-from ingest.types import Document, LoadResult
+from medcite.ingest import ChunkSettings, chunk_documents, load
+from medcite.ingest.clean import banner_names, find_boilerplate
+from medcite.ingest.headings import strong_heading, weak_heading
+from medcite.ingest.lines import split_lines
+from medcite.ingest.metadata import Byline, byline, date_line, institution, parse_date
+from medcite.ingest.types import Document, LoadResult
 
 ZH = "000_1e25916c291d4d20.txt"
 

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from support import cache_dir
 
-from service.cli import main
-from service.disclaimer import DISCLAIMERS
+from medcite.service.cli import main
+from medcite.service.disclaimer import DISCLAIMERS
 
 
 def fake_env(tmp_path: Path) -> dict[str, str]:
@@ -108,6 +108,8 @@ def test_nothing_but_the_entry_point_imports_the_command_line() -> None:
                 if isinstance(node, ast.Import)
                 else []
             )
-            if any(n == "service.cli" or n.startswith("service.cli.") for n in names):
+            if any(
+                n == "medcite.service.cli" or n.startswith("medcite.service.cli.") for n in names
+            ):
                 offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert not offenders, offenders

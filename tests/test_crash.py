@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from index.store import current_version, load_index
+from medcite.index.store import current_version, load_index
 
 pytestmark = pytest.mark.slow
 

@@ -18,13 +18,13 @@ import pytest
 from fastapi.testclient import TestClient
 from support import CORPUS
 
-from index.build import build_index
-from index.embed import HashingEmbedder
-from index.store import LoadedIndex, load_index
-from ingest import load
-from service.app import create_app
-from service.engine import Engine
-from service.settings import Settings
+from medcite.index.build import build_index
+from medcite.index.embed import HashingEmbedder
+from medcite.index.store import LoadedIndex, load_index
+from medcite.ingest import load
+from medcite.service.app import create_app
+from medcite.service.engine import Engine
+from medcite.service.settings import Settings
 
 EMB = HashingEmbedder(32)
 CARD_PAGE = "000_1e25916c291d4d20.txt"

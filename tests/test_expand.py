@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from index.expand import Expander, clean_gloss, load_dictionary, parse
-from index.search import SearchSettings, query_tokens, search
-from index.tokenize import lexical_tokens
-from service.engine import Engine
+from medcite.index.expand import Expander, clean_gloss, load_dictionary, parse
+from medcite.index.search import SearchSettings, query_tokens, search
+from medcite.index.tokenize import lexical_tokens
+from medcite.service.engine import Engine
 
 LINES = [
     "# CC-CEDICT\n",

@@ -18,17 +18,17 @@ from fastapi.testclient import TestClient
 from support import CORPUS, cache_dir, serve, tiny_engine, tiny_settings
 from test_web import browser_available as browser_available  # a fixture: skips without Chromium
 
-from service.app import create_app
-from service.cli import main
-from service.evaluate import load_qrels, load_queries
-from service.feedback import (
+from medcite.service.app import create_app
+from medcite.service.cli import main
+from medcite.service.evaluate import load_qrels, load_queries
+from medcite.service.feedback import (
     FeedbackStore,
     FeedbackUnavailable,
     InvalidFeedback,
     export_beir,
     staff_id,
 )
-from service.settings import Settings
+from medcite.service.settings import Settings
 
 STAFF = "staff-key-0123456789abcdef"
 ADMIN = "admin-key-0123456789abcdef"

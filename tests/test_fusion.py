@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from index.fusion import fuse, minmax, ranks
+from medcite.index.fusion import fuse, minmax, ranks
 
 
 def test_minmax_scales_and_flattens_constants() -> None:

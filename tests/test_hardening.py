@@ -18,11 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from support import TINY_MODEL, cache_dir, serve, tiny_engine, tiny_settings
 
-from index.errors import ControlCharacters
-from index.search import validate_query
-from service.app import create_app
-from service.disclaimer import DISCLAIMERS
-from service.settings import Settings
+from medcite.index.errors import ControlCharacters
+from medcite.index.search import validate_query
+from medcite.service.app import create_app
+from medcite.service.disclaimer import DISCLAIMERS
+from medcite.service.settings import Settings
 
 MAX_BODY = 64 * 1024
 

@@ -24,12 +24,12 @@ from support import serve
 from support import write_tiny_corpus as write_corpus
 from test_ops import client, gate, index_dir  # noqa: F401 (fixture)
 
-from index.errors import LoneSurrogate
-from index.search import validate_query
-from service.errors import error_response
-from service.middleware import RequestContext, TokenBuckets, batch_cost
-from service.ops import Metrics
-from service.server import EveryFewSeconds, ServerLimits, server_config
+from medcite.index.errors import LoneSurrogate
+from medcite.index.search import validate_query
+from medcite.service.errors import error_response
+from medcite.service.middleware import RequestContext, TokenBuckets, batch_cost
+from medcite.service.ops import Metrics
+from medcite.service.server import EveryFewSeconds, ServerLimits, server_config
 
 QUESTION = "back pain after miscarriage"
 
@@ -334,7 +334,7 @@ def test_forwarded_headers_are_trusted_only_from_configured_proxies() -> None:
 def test_serve_exposes_the_forwarded_allow_ips_option() -> None:
     from click.testing import CliRunner
 
-    from service.cli import main
+    from medcite.service.cli import main
 
     help_text = CliRunner().invoke(main, ["serve", "--help"]).output
     assert "--forwarded-allow-ips" in help_text
@@ -388,8 +388,8 @@ def test_api_responses_carry_nosniff(index_dir: Path) -> None:  # noqa: F811
 def test_the_not_ready_message_names_no_absolute_path(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
-    from service.settings import Settings
+    from medcite.service.app import create_app
+    from medcite.service.settings import Settings
 
     settings = Settings(index_dir=tmp_path / "empty", cache_dir=tmp_path, model="hashing-32")
     with TestClient(create_app(settings)) as c:

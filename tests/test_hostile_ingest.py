@@ -17,12 +17,12 @@ import pytest
 import selectolax.lexbor
 from selectolax.lexbor import LexborHTMLParser
 
-from index.build import build_index
-from index.embed import HashingEmbedder
-from index.store import load_index
-from ingest import load
-from ingest.extract import MAX_HTML_DEPTH, HtmlTooComplex, html_to_text
-from ingest.nesting import html_nesting
+from medcite.index.build import build_index
+from medcite.index.embed import HashingEmbedder
+from medcite.index.store import load_index
+from medcite.ingest import load
+from medcite.ingest.extract import MAX_HTML_DEPTH, HtmlTooComplex, html_to_text
+from medcite.ingest.nesting import html_nesting
 
 ARTICLE = "Knee pain after running\n\nRest, ice and gentle stretching help most runners.\n"
 UNLIMITED = {"max_depth": 10**9, "max_work": 10**18}
@@ -100,7 +100,7 @@ def test_a_page_nested_too_deep_is_one_failed_file_and_the_rest_is_indexed(
 
 
 def _settings(out: Path):  # type: ignore[no-untyped-def]
-    from service.settings import Settings
+    from medcite.service.settings import Settings
 
     return Settings(index_dir=out).build()
 

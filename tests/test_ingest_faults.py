@@ -13,14 +13,14 @@ from urllib.parse import quote
 
 from fastapi.testclient import TestClient
 
-from index.build import build_index
-from index.embed import HashingEmbedder
-from index.store import load_index
-from ingest import load
-from ingest.types import LoadResult
-from service.app import create_app
-from service.engine import Engine
-from service.settings import Settings
+from medcite.index.build import build_index
+from medcite.index.embed import HashingEmbedder
+from medcite.index.store import load_index
+from medcite.ingest import load
+from medcite.ingest.types import LoadResult
+from medcite.service.app import create_app
+from medcite.service.engine import Engine
+from medcite.service.settings import Settings
 
 EMB = HashingEmbedder(32)
 GOOD = (
@@ -260,6 +260,6 @@ def test_a_symlink_out_of_the_corpus_is_skipped_unless_allowed(tmp_path: Path) -
 def test_ingest_cli_has_the_follow_symlinks_flag() -> None:
     from click.testing import CliRunner
 
-    from service.cli import main
+    from medcite.service.cli import main
 
     assert "--follow-symlinks" in CliRunner().invoke(main, ["ingest", "--help"]).output

@@ -29,16 +29,16 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from index.build import BuildReport, BuildSettings, build_index
-from index.cache import EmbeddingCache
-from index.embed import HashingEmbedder
-from index.errors import IndexCorrupt, IndexWriteError
-from index.store import current_version, load_index, read_manifest, writer_lock
-from ingest import load
-from service.app import create_app
-from service.cli import main
-from service.engine import Engine, load_engine
-from service.settings import Settings
+from medcite.index.build import BuildReport, BuildSettings, build_index
+from medcite.index.cache import EmbeddingCache
+from medcite.index.embed import HashingEmbedder
+from medcite.index.errors import IndexCorrupt, IndexWriteError
+from medcite.index.store import current_version, load_index, read_manifest, writer_lock
+from medcite.ingest import load
+from medcite.service.app import create_app
+from medcite.service.cli import main
+from medcite.service.engine import Engine, load_engine
+from medcite.service.settings import Settings
 
 EMB = HashingEmbedder(32)
 KEY = "test-admin-key-0123456789"
@@ -172,7 +172,7 @@ def test_a_temp_folder_left_by_a_killed_ingest_no_longer_keeps_the_disk_full(
 
 
 def test_a_temp_folder_in_use_by_another_writer_is_left_alone(tmp_path: Path) -> None:
-    from index.store import remove_stale_temp_dirs
+    from medcite.index.store import remove_stale_temp_dirs
 
     idx = tmp_path / "idx"
     build(write_corpus(tmp_path / "corpus"), idx)
@@ -343,7 +343,7 @@ def test_a_damaged_live_version_falls_back_to_the_newest_intact_one_at_start(
     older = build(write_corpus(tmp_path / "corpus"), idx).path.name
     newest = build(write_corpus(tmp_path / "corpus", extra="Warmth helps."), idx).path.name
     overwrite_same_size(idx / newest / "vectors.npy")
-    with caplog.at_level(logging.WARNING, logger="index.store"):
+    with caplog.at_level(logging.WARNING, logger="medcite.index.store"):
         engine = load_engine(start_settings(idx, tmp_path))
     assert engine.index.path.name == older
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -375,7 +375,7 @@ def test_a_manifest_without_checksums_loads_with_a_warning(
     manifest = json.loads(path.read_text("utf-8"))
     manifest.pop("checksums", None)  # as an older medcite wrote it
     path.write_text(json.dumps(manifest), "utf-8")
-    with caplog.at_level(logging.WARNING, logger="index.store"):
+    with caplog.at_level(logging.WARNING, logger="medcite.index.store"):
         index = load_index(idx)
     assert len(index.chunks) == manifest["counts"]["chunks"]
     assert any("has no checksums" in r.getMessage() for r in caplog.records)

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from index.build import BuildSettings, build_index, corpus_fingerprint, remove_documents
-from index.embed import HashingEmbedder
-from index.errors import IndexCorrupt, IndexMismatch
-from index.manifest import FORMAT_VERSION, Manifest, ManifestInvalid, check_compatible
-from index.store import current_version, load_index, read_manifest
-from index.tokenize import TOKENIZER_VERSION
-from ingest import load
-from ingest.types import ChunkSettings
+from medcite.index.build import BuildSettings, build_index, corpus_fingerprint, remove_documents
+from medcite.index.embed import HashingEmbedder
+from medcite.index.errors import IndexCorrupt, IndexMismatch
+from medcite.index.manifest import FORMAT_VERSION, Manifest, ManifestInvalid, check_compatible
+from medcite.index.store import current_version, load_index, read_manifest
+from medcite.index.tokenize import TOKENIZER_VERSION
+from medcite.ingest import load
+from medcite.ingest.types import ChunkSettings
 
 EMB = HashingEmbedder(32)
 SETTINGS = BuildSettings(chunking=ChunkSettings(max_tokens=64))
@@ -106,7 +106,7 @@ def test_a_manifest_without_checksums_loads(tmp_path: Path, index_dir: Path) -> 
     version = tmp_path / "v-old"
     version.mkdir()
     (version / "manifest.json").write_text(json.dumps(data), "utf-8")
-    from index.store import version_manifest
+    from medcite.index.store import version_manifest
 
     assert version_manifest(version).checksums is None
 

@@ -18,20 +18,20 @@ import pytest
 from click.testing import CliRunner
 from support import CORPUS, write_relevance_model
 
-from index.build import BuildSettings, build_index, remove_documents
-from index.embed import HashingEmbedder
-from index.errors import IndexNotFound
-from index.retrieve import LexicalQuery
-from index.search import SearchSettings, search
-from index.store import current_version, load_index
-from ingest import load
-from ingest.types import ChunkSettings
+from medcite.index.build import BuildSettings, build_index, remove_documents
+from medcite.index.embed import HashingEmbedder
+from medcite.index.errors import IndexNotFound
+from medcite.index.retrieve import LexicalQuery
+from medcite.index.search import SearchSettings, search
+from medcite.index.store import current_version, load_index
+from medcite.ingest import load
+from medcite.ingest.types import ChunkSettings
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from index.milvus import MilvusBackend, MilvusUnavailable, collection_name
-from index.retrieve import EmbeddedRetriever
+from medcite.index.milvus import MilvusBackend, MilvusUnavailable, collection_name
+from medcite.index.retrieve import EmbeddedRetriever
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ def test_eval_on_milvus_gives_the_hand_computed_bm25_metrics(tmp_path: Path) -> 
     """The same tiny set and expected figures as test_eval.py, served by Milvus Lite."""
     from test_eval import LEXICAL_MATCH, write_set
 
-    from service.cli import main
+    from medcite.service.cli import main
 
     corpus, queries, qrels = write_set(tmp_path / "set")
     env = {
@@ -230,7 +230,7 @@ def test_eval_on_milvus_gives_the_hand_computed_bm25_metrics(tmp_path: Path) -> 
 
 
 def test_ingest_and_search_commands_use_milvus(tmp_path: Path) -> None:
-    from service.cli import main
+    from medcite.service.cli import main
 
     env = {
         "MEDCITE_MODEL": "hashing-32",
@@ -295,8 +295,8 @@ def test_admin_ingest_reload_and_delete_publish_to_milvus(tmp_path: Path) -> Non
 
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
-    from service.settings import Settings
+    from medcite.service.app import create_app
+    from medcite.service.settings import Settings
 
     corpus = tmp_path / "c"
     corpus.mkdir()
@@ -336,9 +336,9 @@ def test_admin_ingest_reload_and_delete_publish_to_milvus(tmp_path: Path) -> Non
 def test_a_failing_milvus_is_a_503_with_retry_after(tmp_path: Path, backend: MilvusBackend) -> None:
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
-    from service.engine import Engine
-    from service.settings import Settings
+    from medcite.service.app import create_app
+    from medcite.service.engine import Engine
+    from medcite.service.settings import Settings
 
     build(CORPUS, tmp_path / "idx", backend)
     settings = Settings(index_dir=tmp_path / "idx", model="hashing-32", abstain=False)

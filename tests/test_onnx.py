@@ -11,9 +11,14 @@ import numpy as np
 import pytest
 from support import CORPUS, cache_dir
 
-from index.embed import DEFAULT_MODEL, E5_PROMPTS, SentenceTransformerEmbedder, load_embedder
-from index.errors import ModelUnavailable
-from index.onnx_embed import OnnxEmbedder, onnx_path
+from medcite.index.embed import (
+    DEFAULT_MODEL,
+    E5_PROMPTS,
+    SentenceTransformerEmbedder,
+    load_embedder,
+)
+from medcite.index.errors import ModelUnavailable
+from medcite.index.onnx_embed import OnnxEmbedder, onnx_path
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +36,7 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def folder() -> Path:
-    from index.e5.cache import ensure_e5_folder
+    from medcite.index.e5.cache import ensure_e5_folder
 
     return ensure_e5_folder(cache_dir())
 
@@ -46,9 +51,9 @@ def both(folder: Path) -> tuple[OnnxEmbedder, SentenceTransformerEmbedder]:
 
 
 def passages() -> list[str]:
-    from ingest import load
-    from ingest.chunk import chunk_documents
-    from service.settings import Settings
+    from medcite.ingest import load
+    from medcite.ingest.chunk import chunk_documents
+    from medcite.service.settings import Settings
 
     return [c.text for c in chunk_documents(load([CORPUS]), Settings().chunking())]
 
@@ -100,7 +105,7 @@ def test_batches_sorted_by_length_give_the_vectors_of_one_text_at_a_time(
 def test_the_export_is_cached_and_serving_never_imports_torch(folder: Path) -> None:
     assert onnx_path(folder).is_file()
     code = (
-        "import sys; from pathlib import Path; from index.embed import load_embedder; "
+        "import sys; from pathlib import Path; from medcite.index.embed import load_embedder; "
         f"e = load_embedder('default', cache_dir=Path({str(cache_dir())!r})); "
         "print(type(e).__name__, 'torch' in sys.modules)"
     )
@@ -125,15 +130,15 @@ def test_a_damaged_export_is_removed_and_the_model_falls_back_to_torch(
         OnnxEmbedder(copy, name=DEFAULT_MODEL, prompts=E5_PROMPTS)
     assert not damaged.exists()  # the next start exports it again
 
-    import index.e5.cache
+    import medcite.index.e5.cache
 
-    real = index.e5.cache.ensure_e5_folder
-    index.e5.cache.ensure_e5_folder = lambda cache: copy  # type: ignore[assignment]
+    real = medcite.index.e5.cache.ensure_e5_folder
+    medcite.index.e5.cache.ensure_e5_folder = lambda cache: copy  # type: ignore[assignment]
     try:
         damaged.write_bytes(b"still not a model")
-        with caplog.at_level(logging.WARNING, logger="index.embed"):
+        with caplog.at_level(logging.WARNING, logger="medcite.index.embed"):
             embedder = load_embedder("default", cache_dir=tmp_path)
     finally:
-        index.e5.cache.ensure_e5_folder = real
+        medcite.index.e5.cache.ensure_e5_folder = real
     assert isinstance(embedder, SentenceTransformerEmbedder)
     assert "running the model on torch" in caplog.text

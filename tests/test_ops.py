@@ -21,15 +21,15 @@ from starlette.types import Receive, Scope, Send
 from support import serve, tiny_engine, tiny_settings
 from support import write_tiny_corpus as write_corpus
 
-from index.build import BuildSettings, build_index
-from index.embed import HashingEmbedder
-from index.store import load_index
-from ingest import load
-from service.app import create_app
-from service.errors import error_response
-from service.middleware import SearchAdmission, TokenBuckets
-from service.ops import Metrics, QueryLog
-from service.settings import Settings
+from medcite.index.build import BuildSettings, build_index
+from medcite.index.embed import HashingEmbedder
+from medcite.index.store import load_index
+from medcite.ingest import load
+from medcite.service.app import create_app
+from medcite.service.errors import error_response
+from medcite.service.middleware import SearchAdmission, TokenBuckets
+from medcite.service.ops import Metrics, QueryLog
+from medcite.service.settings import Settings
 
 EMB = HashingEmbedder(64)
 QUESTION = "back pain after miscarriage"

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from support import HEADER, HEADINGS, PAGES_EN, build_pdf, serve
 
-from ingest import ChunkSettings, chunk_documents, load
-from ingest.documents import DocumentError, pdf_to_text
-from ingest.types import Chunk, LoadResult, SourceText, pages_of
+from medcite.ingest import ChunkSettings, chunk_documents, load
+from medcite.ingest.documents import DocumentError, pdf_to_text
+from medcite.ingest.types import Chunk, LoadResult, SourceText, pages_of
 
 
 def build_docx(paragraphs: list[tuple[str, str]], **props: object) -> bytes:
@@ -173,7 +173,7 @@ def test_pages_of() -> None:
 
 
 def test_sources_without_pages_still_load() -> None:
-    from index.store import _source, _source_row
+    from medcite.index.store import _source, _source_row
 
     old = {"source": "a.txt", "text": "t", "encoding": "utf-8", "kind": "text"}
     assert _source(dict(old)) == SourceText("a.txt", "t", "utf-8", "text", None)

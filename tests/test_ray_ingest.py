@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 from support import CORPUS
 
-from index.store import load_index
-from service.cli import main
+from medcite.index.store import load_index
+from medcite.service.cli import main
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'medcite[scale]')")
 pytestmark = pytest.mark.slow
@@ -76,9 +76,9 @@ def test_ray_ingest_equals_local_and_reuses_the_cache(cluster: str, tmp_path: Pa
 
 
 def test_chunking_on_ray_equals_local_chunking(cluster: str, tmp_path: Path) -> None:
-    from index.embed import HashingEmbedder
-    from index.ray_embed import CHUNK_BATCH, RayEmbedder
-    from ingest import ChunkSettings, chunk_documents, load
+    from medcite.index.embed import HashingEmbedder
+    from medcite.index.ray_embed import CHUNK_BATCH, RayEmbedder
+    from medcite.ingest import ChunkSettings, chunk_documents, load
 
     corpus = tmp_path / "c"
     corpus.mkdir()
@@ -98,9 +98,9 @@ def test_chunking_on_ray_equals_local_chunking(cluster: str, tmp_path: Path) -> 
 def test_a_failed_ray_job_runs_again_once_then_is_a_domain_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from index.embed import HashingEmbedder
-    from index.errors import MedciteError
-    from index.ray_embed import RayEmbedder
+    from medcite.index.embed import HashingEmbedder
+    from medcite.index.errors import MedciteError
+    from medcite.index.ray_embed import RayEmbedder
 
     embedder = RayEmbedder(
         HashingEmbedder(8), model="hashing-8", cache_dir=Path("."), address=None, workers=1

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from index.embed import HashingEmbedder
-from index.ray_embed import RayEmbedder
+from medcite.index.embed import HashingEmbedder
+from medcite.index.ray_embed import RayEmbedder
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'medcite[scale]')")
 pytestmark = pytest.mark.slow

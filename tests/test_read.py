@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from support import CORPUS
 
-from ingest import ChunkSettings, chunk_documents, detect_language, load
-from ingest.decode import UndecodableError, decode_bytes
-from ingest.extract import html_to_text
-from ingest.types import LoadResult
+from medcite.ingest import ChunkSettings, chunk_documents, detect_language, load
+from medcite.ingest.decode import UndecodableError, decode_bytes
+from medcite.ingest.extract import html_to_text
+from medcite.ingest.types import LoadResult
 
 SEEDS = sorted(p.name for p in CORPUS.glob("*.txt"))
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from support import REPO, write_relevance_model
 
-from index.errors import RelevanceModelError
-from index.relevance import (
+from medcite.index.errors import RelevanceModelError
+from medcite.index.relevance import (
     FEATURES,
     ProbeLevels,
     RelevanceModel,
@@ -106,7 +106,7 @@ def test_model_file_round_trip_and_refusals(
     x[1, FEATURES.index("fused")] = 1.0
     assert model.probability(x) == pytest.approx([1 / (1 + np.e), 1 / (1 + np.exp(-1))])
     # Another embedding model without its own fit gets the file's model, with a warning.
-    with caplog.at_level(logging.WARNING, "index.relevance"):
+    with caplog.at_level(logging.WARNING, "medcite.index.relevance"):
         assert load_relevance_model("some/other-model", path) == model
     assert "no relevance model fitted for 'some/other-model'" in caplog.text
     # The shipped file loads for the default model.
@@ -141,7 +141,7 @@ def test_model_file_round_trip_and_refusals(
 def test_a_bad_model_file_stops_the_cli_with_one_line(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from service.cli import main
+    from medcite.service.cli import main
 
     bad = tmp_path / "bad.json"
     bad.write_text("{}", "utf-8")
@@ -164,7 +164,7 @@ def test_a_bad_model_file_stops_the_cli_with_one_line(tmp_path: Path) -> None:
 
 
 def _search(engine: Any, text: str, **kw: Any) -> Any:
-    from index.search import search
+    from medcite.index.search import search
 
     return search(engine.index, engine.embedder, text, settings=engine.settings, **kw)
 

@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from support import tiny_engine
 
-from service.engine import Engine
-from service.ops import Metrics, QueryLog
-from service.routes import health, search
+from medcite.service.engine import Engine
+from medcite.service.ops import Metrics, QueryLog
+from medcite.service.routes import health, search
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from support import cache_dir
 
-from service.app import create_app
-from service.safety import red_flags, urgent_notice
-from service.settings import Settings
+from medcite.service.app import create_app
+from medcite.service.safety import red_flags, urgent_notice
+from medcite.service.settings import Settings
 
 POSITIVE = [
     # heavy bleeding

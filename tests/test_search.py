@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from support import hand_model
 
-from index.build import BuildSettings, build_index
-from index.embed import HashingEmbedder
-from index.errors import EmptyQuery, QueryTooLong
-from index.search import SearchSettings, rank_documents, search
-from index.store import LoadedIndex, load_index
-from ingest import load
-from ingest.types import ChunkSettings
+from medcite.index.build import BuildSettings, build_index
+from medcite.index.embed import HashingEmbedder
+from medcite.index.errors import EmptyQuery, QueryTooLong
+from medcite.index.search import SearchSettings, rank_documents, search
+from medcite.index.store import LoadedIndex, load_index
+from medcite.ingest import load
+from medcite.ingest.types import ChunkSettings
 
 ARTICLES = {
     "pregnancy.txt": "Back pain in pregnancy\n\nBack pain is common in pregnancy. The growing "

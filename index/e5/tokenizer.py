@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from index.e5.binary import _E5File
-from index.e5.charsmap import _precompiled_charsmap
+from medcite.index.e5.binary import _E5File
+from medcite.index.e5.charsmap import _precompiled_charsmap
 
 _MAX_SEQ_LENGTH: Final = 512
 _METASPACE: Final = "\u2581"

@@ -21,16 +21,16 @@ import anyio
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
-import service.convertors  # noqa: F401  ({doc_id:anypath})
-from index.build import remove_documents
-from index.embed import set_threads
-from index.errors import DocumentNotFound, MedciteError
-from service.auth import bearer_key, key_matches
-from service.deps import SettingsDep
-from service.engine import reload_engine
-from service.errors import public_message
-from service.schemas import ErrorResponse
-from service.settings import Settings
+import medcite.service.convertors  # noqa: F401  ({doc_id:anypath})
+from medcite.index.build import remove_documents
+from medcite.index.embed import set_threads
+from medcite.index.errors import DocumentNotFound, MedciteError
+from medcite.service.auth import bearer_key, key_matches
+from medcite.service.deps import SettingsDep
+from medcite.service.engine import reload_engine
+from medcite.service.errors import public_message
+from medcite.service.schemas import ErrorResponse
+from medcite.service.settings import Settings
 
 LOG = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ async def delete_document(
 
 def run_ingest_job(app: FastAPI, settings: Settings, job: IngestJob) -> None:
     """Re-ingest the corpus, then serve the new version; the outcome goes to ``job``."""
-    from service.pipeline import run_ingest
+    from medcite.service.pipeline import run_ingest
 
     try:
         if settings.corpus_dir is None:

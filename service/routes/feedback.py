@@ -18,17 +18,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from index.search import MAX_QUERY_CHARS, validate_query
-from service.auth import bearer_key, key_matches
-from service.deps import MetricsDep
-from service.feedback import (
+from medcite.index.search import MAX_QUERY_CHARS, validate_query
+from medcite.service.auth import bearer_key, key_matches
+from medcite.service.deps import MetricsDep
+from medcite.service.feedback import (
     MAX_ID,
     FeedbackStore,
     InvalidFeedback,
     staff_id,
 )
-from service.schemas import ErrorResponse
-from service.settings import Settings
+from medcite.service.schemas import ErrorResponse
+from medcite.service.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from service.deps import MetricsDep
-from service.engine import EngineDep
-from service.schemas import ErrorResponse
+from medcite.service.deps import MetricsDep
+from medcite.service.engine import EngineDep
+from medcite.service.schemas import ErrorResponse
 
 router = APIRouter()
 

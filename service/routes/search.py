@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from index.errors import InvalidQuery
-from index.search import SearchResult, search, validate_query
-from service.deps import MetricsDep, QueryLogDep
-from service.engine import EngineDep
-from service.ops import Metrics, QueryLog
-from service.schemas import (
+from medcite.index.errors import InvalidQuery
+from medcite.index.search import SearchResult, search, validate_query
+from medcite.service.deps import MetricsDep, QueryLogDep
+from medcite.service.engine import EngineDep
+from medcite.service.ops import Metrics, QueryLog
+from medcite.service.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
     ErrorResponse,
