@@ -508,6 +508,11 @@ def rates(examples: list[Example], model: Any, threshold: float) -> dict[str, di
 GOALS = {"answerable": 0.95, "offtopic": 0.90, "removed-topic": 0.70, "health": 0.70}
 
 
+def goal_kind(kind: str) -> str:
+    """The key of :data:`GOALS` for an example kind (both off-topic halves are "offtopic")."""
+    return "offtopic" if kind.startswith("offtopic") else kind
+
+
 def choose_threshold(examples: list[Example], model: Any) -> float:
     """The threshold that meets the most goals (answered 95% of answerable; abstained on 90%
     of off-topic, 70% of removed-topic and other-health questions; each set and kind counts
@@ -519,7 +524,7 @@ def choose_threshold(examples: list[Example], model: Any) -> float:
         per_set: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
         for e in examples:
             hit = p[id(e)] >= t
-            kind = "offtopic" if e.kind.startswith("offtopic") else e.kind
+            kind = goal_kind(e.kind)
             per_set[e.set][kind].append(hit if kind == "answerable" else not hit)
         met = 0
         scores = []
@@ -537,9 +542,7 @@ def goal_score(rates_of_set: dict[str, float]) -> float:
     """Mean over kinds of a set's rate against its goal, each capped at the goal (1.0: every
     goal met); the off-topic "fit" half is not scored."""
     scores = [
-        min(v / GOALS["offtopic" if k.startswith("offtopic") else k], 1.0)
-        for k, v in rates_of_set.items()
-        if k != "offtopic-fit"
+        min(v / GOALS[goal_kind(k)], 1.0) for k, v in rates_of_set.items() if k != "offtopic-fit"
     ]
     return float(np.mean(scores)) if scores else 0.0
 

@@ -30,7 +30,8 @@ def serve(env: dict[str, str], log: Path, timeout: float = 180) -> Iterator[str]
 
 # --- the shared tiny index (the fake embedder, two short articles) ---------------------------
 
-TINY_MODEL = "hashing-64"
+TINY_DIM = 64
+TINY_MODEL = f"hashing-{TINY_DIM}"  # the name HashingEmbedder(TINY_DIM) gives itself
 TINY_ARTICLES = {
     "a.txt": "Back pain after miscarriage\n\nThe uterus contracts after a miscarriage. ",
     "b.txt": "Teeth\n\nBrush your teeth twice a day.\n",
@@ -46,7 +47,7 @@ def write_tiny_corpus(root: Path, extra: str = "") -> Path:
 
 
 def build_tiny_index(root: Path) -> Path:
-    """The tiny corpus indexed with ``HashingEmbedder(64)`` and default build settings in
+    """The tiny corpus indexed with ``HashingEmbedder(TINY_DIM)`` and default build settings in
     ``root/index`` (its articles in ``root/corpus``); the index folder."""
     from medcite.index.build import BuildSettings, build_index
     from medcite.index.embed import HashingEmbedder
@@ -55,7 +56,11 @@ def build_tiny_index(root: Path) -> Path:
     out = root / "index"
     corpus = write_tiny_corpus(root / "corpus")
     build_index(
-        load([corpus]), HashingEmbedder(64), index_dir=out, settings=BuildSettings(), cache=None
+        load([corpus]),
+        HashingEmbedder(TINY_DIM),
+        index_dir=out,
+        settings=BuildSettings(),
+        cache=None,
     )
     return out
 
@@ -73,7 +78,7 @@ def tiny_engine(index_dir: Path, **overrides: Any):  # type: ignore[no-untyped-d
     from medcite.index.store import load_index
     from medcite.service.engine import Engine
 
-    embedder = HashingEmbedder(64)
+    embedder = HashingEmbedder(TINY_DIM)
     settings = tiny_settings(index_dir, **overrides)
     return Engine(load_index(index_dir), embedder, settings.search(embedder.name))
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
-from support import serve
+from support import TINY_MODEL, serve
 from support import write_tiny_corpus as write_corpus
 from test_ops import client, gate, index_dir  # noqa: F401 (fixture)
 
@@ -59,7 +59,7 @@ def error_of(r: httpx.Response, status: int) -> dict[str, Any]:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("hostile")
     env = {
-        "MEDCITE_MODEL": "hashing-64",
+        "MEDCITE_MODEL": TINY_MODEL,
         "MEDCITE_ABSTAIN": "false",
         "MEDCITE_INDEX_DIR": str(root / "index"),
         "MEDCITE_CACHE_DIR": str(root / "cache"),
