@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from medcite.index.embed import Embedder, Kind
+from medcite.index.sqlitelock import while_locked
 
 LOG = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ class EmbeddingCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        db = self._db
+        while_locked(lambda: db.execute("PRAGMA journal_mode=WAL").fetchone(), timeout_s=60)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, dim INTEGER, vec BLOB)"

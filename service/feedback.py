@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from medcite.index.errors import MedciteError
+from medcite.index.sqlitelock import while_locked
 
 LOG = logging.getLogger(__name__)
 
@@ -176,7 +177,10 @@ class FeedbackStore:
             if not {"meta", "questions", "judgements"} <= tables:
                 raise FeedbackUnavailable(f"{self.path.name} is not a medcite feedback store")
         else:
-            conn.execute("PRAGMA journal_mode = WAL")
+            while_locked(
+                lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone(),
+                timeout_s=BUSY_TIMEOUT_MS / 1000,
+            )
             conn.execute("PRAGMA synchronous = NORMAL")
             with conn:
                 conn.executescript("BEGIN;" + _SCHEMA + "COMMIT;")

@@ -1,3 +1,4 @@
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,3 +62,31 @@ def test_progress_counts_every_text(tmp_path: Path) -> None:
     )
     assert sum(done) == 11
     cache.close()
+
+
+def test_caches_opened_at_once_on_a_new_path_all_open(tmp_path: Path) -> None:
+    # Two builds started together share one cache file. Switching the new file to WAL is not
+    # covered by SQLite's busy handler: without the retry, about one round in twelve lost an
+    # opener to "database is locked".
+    for round_ in range(40):
+        path = tmp_path / str(round_) / "embeddings.sqlite"
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(8)
+
+        def open_cache(
+            path: Path = path,
+            errors: list[BaseException] = errors,
+            barrier: threading.Barrier = barrier,
+        ) -> None:
+            barrier.wait()
+            try:
+                EmbeddingCache(path).close()
+            except BaseException as exc:  # reported below, not as a thread warning
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_cache) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], (round_, errors)
