@@ -36,6 +36,7 @@ from medcite.index.relevance import (
     coverage,
     load_probes,
     probe_levels,
+    title_named,
 )
 from medcite.index.retrieve import LexicalQuery
 from medcite.index.store import LoadedIndex
@@ -225,11 +226,17 @@ def score_candidates(
     probes = ensure_probe_levels(index, embedder)
     own, extra = query.tokens[: query.own], query.tokens[query.own :]
     cover = np.zeros(rows.size, dtype=np.float64)
+    named = np.zeros(rows.size, dtype=np.float64)
+    titled = np.zeros(rows.size, dtype=np.float64)
+    own_set, extra_set = frozenset(own), frozenset(extra)
     for i in np.argsort(-fused, kind="stable")[:_COVERAGE_DEPTH].tolist():
         chunk = index.chunks[int(rows[i])]
         passage = passage_tokens(index, int(rows[i]))
-        wanted = own if chunk.language == qlang or not extra else extra
-        cover[i] = coverage(wanted, passage)
+        same = chunk.language == qlang or not extra
+        cover[i] = coverage(own if same else extra, passage)
+        title = title_tokens(index, chunk.doc_id)
+        named[i] = title_named(title, own_set if same else extra_set)
+        titled[i] = bool(title)
     sentence_best, window_best = sentence_scores(index, rows, qv)
     x = candidate_features(
         dense=dense,
@@ -242,6 +249,8 @@ def score_candidates(
         probes=probes,
         window_best=window_best,
         sentence_best=sentence_best,
+        title_named=named,
+        titled=titled,
     )
     p = settings.relevance.probability(x)
     p_answerable = settings.relevance.answerable(x, fused)
@@ -311,6 +320,18 @@ def passage_tokens(index: LoadedIndex, row: int) -> frozenset[str]:
         if len(memo) > 200_000:
             memo.clear()
         memo[row] = found
+    return found
+
+
+def title_tokens(index: LoadedIndex, doc_id: str) -> frozenset[str]:
+    """The lexical tokens of a document's title (memoised per index)."""
+    memo = index.title_memo
+    found = memo.get(doc_id)
+    if found is None:
+        found = frozenset(lexical_tokens(index.documents[doc_id].title or ""))
+        if len(memo) > 200_000:
+            memo.clear()
+        memo[doc_id] = found
     return found
 
 
