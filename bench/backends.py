@@ -29,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main() -> None:
     from medcite.index.cache import EmbeddingCache, embed_cached
     from medcite.index.embed import load_embedder, set_threads
+    from medcite.index.lexicon import load_lexicon
     from medcite.index.milvus import MilvusBackend
     from medcite.index.search import search
     from medcite.index.store import current_version, load_index
@@ -53,6 +54,7 @@ def main() -> None:
     finally:
         cache.close()
     search_settings = settings.search(embedder.name)
+    lexicon = load_lexicon(expand=search_settings.expand)
     embedded = load_index(args.index_dir)
     version = args.index_dir / str(current_version(args.index_dir))
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,7 +73,13 @@ def main() -> None:
                     for name, index in (("embedded", embedded), ("milvus", milvus)):
                         t0 = time.perf_counter()
                         result = search(
-                            index, embedder, q, k=10, settings=search_settings, query_vector=qv
+                            index,
+                            embedder,
+                            q,
+                            k=10,
+                            settings=search_settings,
+                            lexicon=lexicon,
+                            query_vector=qv,
                         )
                         times[name].append((time.perf_counter() - t0) * 1000)
                         hits[name] = result

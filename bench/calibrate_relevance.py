@@ -206,7 +206,7 @@ def removed_terms(
     removed without removing the corpus. Questions naming a removed word are unanswerable;
     the others stay answerable while an answer of theirs is left. At most ``max_removed``
     of the documents go."""
-    from medcite.index.tokenize import lexical_tokens
+    from medcite.index.tokenize import Tokenizer
 
     out = work / f"{name}_removed"
     corpus = out / "corpus.jsonl"
@@ -222,8 +222,9 @@ def removed_terms(
         )
     docs = read_jsonl(folder / "corpus.jsonl")
     text_of = {d.get("_id", d.get("id")): f"{d.get('title', '')}\n{d['text']}" for d in docs}
+    tokenizer = Tokenizer()
     words = {
-        q: sorted({w for w in lexical_tokens(t, bigrams=False) if len(w) >= 2})
+        q: sorted({w for w in tokenizer.tokens(t, bigrams=False) if len(w) >= 2})
         for q, t in texts.items()
     }
     all_words = sorted({w for ws in words.values() for w in ws})
@@ -316,6 +317,7 @@ def removed_topics(
 
 def collect(qs: QuestionSet, work: Path, settings: Any, embedder: Any) -> list[Example]:
     from medcite.index.cache import EmbeddingCache, embed_cached
+    from medcite.index.lexicon import load_lexicon
     from medcite.index.relevance import FEATURES, QUESTION_FEATURES, Logistic, RelevanceModel
     from medcite.index.search import ensure_probe_levels, score_candidates
     from medcite.index.store import load_index
@@ -335,6 +337,7 @@ def collect(qs: QuestionSet, work: Path, settings: Any, embedder: Any) -> list[E
     # A model that scores everything alike: candidates stay in fused order.
     neutral = RelevanceModel(flat(FEATURES), flat(QUESTION_FEATURES), 0.5)
     search_settings = dataclasses.replace(settings.search(embedder.name), relevance=neutral)
+    lexicon = load_lexicon(expand=search_settings.expand)
     batches: list[tuple[str, dict[str, str]]] = [("answerable", qs.answerable)]
     batches += sorted(qs.unanswerable.items())
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
@@ -357,6 +360,7 @@ def collect(qs: QuestionSet, work: Path, settings: Any, embedder: Any) -> list[E
                     qlang,
                     language=None,
                     settings=search_settings,
+                    lexicon=lexicon,
                     candidates=search_settings.candidates,
                 )
                 assert scored.features is not None
@@ -579,12 +583,14 @@ def report_through_search(
 ) -> None:
     """Every figure through the search function of ``/search`` (see --report)."""
     from medcite.index.cache import EmbeddingCache, embed_cached
+    from medcite.index.lexicon import load_lexicon
     from medcite.index.search import search
     from medcite.index.store import load_index
     from medcite.service.evaluate import ensure_index, evaluate_loaded
 
     method = settings.fusion + ("+expand" if settings.expand else "")
     search_settings = settings.search(embedder.name)
+    lexicon = load_lexicon(expand=search_settings.expand)
     out: dict[str, Any] = {"min_relevance": search_settings.threshold, "sets": {}}
     for qs in question_sets(evaldata, work, per_set, added):
         if wanted is not None and qs.name not in wanted:
@@ -596,7 +602,15 @@ def report_through_search(
         row: dict[str, Any] = {"answerable_questions": len(qs.answerable)}
         for gate in (True, False):
             r = evaluate_loaded(
-                index, embedder, qs.answerable, {}, qs.qrels, settings, [method], gate=gate
+                index,
+                embedder,
+                qs.answerable,
+                {},
+                qs.qrels,
+                settings,
+                [method],
+                lexicon=lexicon,
+                gate=gate,
             )
             keys = ("answered", "ndcg@10", "recall@10", "mrr@10", "ece") if gate else METRICS
             row["gated" if gate else "ungated"] = {k: r.get(k) for k in keys}
@@ -611,7 +625,13 @@ def report_through_search(
                 vectors, _ = embed_cached(embedder, texts, kind="query", cache=cache)
                 abstained = sum(
                     not search(
-                        index, embedder, t, k=10, settings=search_settings, query_vector=v
+                        index,
+                        embedder,
+                        t,
+                        k=10,
+                        settings=search_settings,
+                        lexicon=lexicon,
+                        query_vector=v,
                     ).answerable
                     for t, v in zip(texts, vectors, strict=True)
                 )

@@ -27,22 +27,22 @@ from medcite.index.cache import EmbeddingCache, embed_cached
 from medcite.index.embed import load_embedder, set_threads
 from medcite.index.fusion import minmax, ranks
 from medcite.index.store import load_index
-from medcite.index.tokenize import lexical_tokens
+from medcite.index.tokenize import Tokenizer
 from medcite.service.evaluate import ensure_index, load_qrels, load_queries
 from medcite.service.settings import Settings
 
 _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
-def bigram_tokens(text: str) -> list[str]:
+def bigram_tokens(base: Tokenizer, text: str) -> list[str]:
     """Current tokens plus Chinese character bigrams (a common strong baseline for zh BM25)."""
-    out = lexical_tokens(text)
+    out = base.tokens(text)
     for run in _HAN_RUN.findall(text):
         out.extend(run[i : i + 2] for i in range(len(run) - 1))
     return out
 
 
-def _cedict_jieba() -> Callable[[str], list[str]]:
+def _cedict_jieba(base: Tokenizer) -> Callable[[str], list[str]]:
     """jieba with every CC-CEDICT word it lacks added (a dictionary-derived user lexicon)."""
     import jieba
 
@@ -56,7 +56,7 @@ def _cedict_jieba() -> Callable[[str], list[str]]:
             tk.add_word(word, freq=10)
 
     def tokens(text: str) -> list[str]:
-        out = [t for t in lexical_tokens(_HAN_RUN.sub(" ", text))]
+        out = [t for t in base.tokens(_HAN_RUN.sub(" ", text))]
         for run in _HAN_RUN.findall(text.lower()):
             out.extend(t for t in tk.lcut_for_search(run) if t not in ZH_STOPWORDS)
         return out
@@ -64,16 +64,17 @@ def _cedict_jieba() -> Callable[[str], list[str]]:
     return tokens
 
 
-TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
-    "jieba": lexical_tokens,
-    "jieba+bigram": bigram_tokens,
-}
+TOKENIZER_NAMES = ("jieba", "jieba+bigram", "jieba+cedict")
 
 
-def tokenizer(name: str) -> Callable[[str], list[str]]:
-    if name == "jieba+cedict" and name not in TOKENIZERS:
-        TOKENIZERS[name] = _cedict_jieba()
-    return TOKENIZERS[name]
+def make_tokenizer(name: str, base: Tokenizer) -> Callable[[str], list[str]]:
+    if name == "jieba":
+        return base.tokens
+    if name == "jieba+bigram":
+        return lambda text: bigram_tokens(base, text)
+    if name == "jieba+cedict":
+        return _cedict_jieba(base)
+    raise ValueError(f"unknown tokenizer {name!r}; choose from {', '.join(TOKENIZER_NAMES)}")
 
 
 def metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -116,7 +117,14 @@ class Bench:
         self.vectors = np.asarray(self.index.vectors, dtype=np.float32)
         self.dense = self.qvecs @ self.vectors.T  # queries x chunks
         self._lex: dict[tuple[object, ...], np.ndarray] = {}
+        self._base = Tokenizer()
+        self._tokenizers: dict[str, Callable[[str], list[str]]] = {}
         self._bm25: dict[tuple[object, ...], tuple[object, list[list[str]]]] = {}
+
+    def tokenizer(self, name: str) -> Callable[[str], list[str]]:
+        if name not in self._tokenizers:
+            self._tokenizers[name] = make_tokenizer(name, self._base)
+        return self._tokenizers[name]
 
     def lexical(
         self,
@@ -127,7 +135,7 @@ class Bench:
     ) -> np.ndarray:
         key = (tokenizer_name, k1, b, title_repeat)
         if key not in self._lex:
-            tok = tokenizer(tokenizer_name)
+            tok = self.tokenizer(tokenizer_name)
             corpus = [
                 tok(t) + (tok(title) * title_repeat if title_repeat else [])
                 for t, title in zip(self.texts, self.titles, strict=True)
@@ -235,7 +243,7 @@ class Bench:
             lex.get("title_repeat", 0),
         )
         bm25, corpus = self._bm25[key]
-        tok = tokenizer(str(key[0]))
+        tok = self.tokenizer(str(key[0]))
         n_docs = len(corpus)
         df: Counter[str] = Counter()
         if rm3 is not None:

@@ -18,7 +18,7 @@ from medcite.index.embed import Embedder
 from medcite.index.errors import NothingToIndex
 from medcite.index.manifest import Corpus, Counts, Dense, Lexical, Manifest, Model
 from medcite.index.store import remove_stale_temp_dirs, write_version, writer_lock
-from medcite.index.tokenize import TOKENIZER_VERSION, lexical_tokens
+from medcite.index.tokenize import Tokenizer
 from medcite.ingest.types import Chunk, ChunkSettings, Document, FileReport, LoadResult
 
 LOG = logging.getLogger(__name__)
@@ -92,15 +92,17 @@ def corpus_fingerprint(load: LoadResult) -> str:
     return digest.hexdigest()
 
 
-def lexical_corpus(texts: list[str], titles: list[str], title_boost: int) -> list[list[str]]:
+def lexical_corpus(
+    texts: list[str], titles: list[str], title_boost: int, tokenizer: Tokenizer
+) -> list[list[str]]:
     """BM25 tokens of each passage, with its title's tokens ``title_boost`` more times."""
     out = []
     title_tokens: dict[str, list[str]] = {}
     for text, title in zip(texts, titles, strict=True):
-        tokens = lexical_tokens(text)
+        tokens = tokenizer.tokens(text)
         if title_boost and title:
             if title not in title_tokens:
-                title_tokens[title] = lexical_tokens(title)
+                title_tokens[title] = tokenizer.tokens(title)
             tokens += title_tokens[title] * title_boost
         out.append(tokens)
     return out
@@ -135,11 +137,13 @@ def build_index(
     progress: Callable[[int, int], None] | None = None,
     before_publish: Callable[[Path], None] | None = None,
     chunker: Callable[[LoadResult, ChunkSettings], list[Chunk]] | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> BuildReport:
     """Chunk, embed and index ``load`` into a new live version of ``index_dir``.
 
     ``progress(done, total)`` is called as passages are embedded; ``chunker`` replaces
-    :func:`ingest.chunk_documents` (the Ray engine chunks on its cluster).
+    :func:`ingest.chunk_documents` (the Ray engine chunks on its cluster); ``tokenizer``
+    (chunk sizes, BM25 tokens) is a new one for this build when not given.
     """
     from medcite.ingest import chunk_documents
 
@@ -147,7 +151,12 @@ def build_index(
     # Space held by the temp folder of a killed ingest is freed before embedding fills the
     # cache (write_version removes any left, under the lock, before writing).
     remove_stale_temp_dirs(index_dir)
-    chunks = (chunker or chunk_documents)(load, settings.chunking)
+    tokenizer = tokenizer or Tokenizer()
+    chunks = (
+        chunker(load, settings.chunking)
+        if chunker is not None
+        else chunk_documents(load, settings.chunking, tokenizer)
+    )
     if not chunks:
         failed = [
             f"{r.path}: {r.status} ({r.reason})" for r in load.reports if r.status != "ingested"
@@ -191,7 +200,12 @@ def build_index(
     ):
         raise ValueError("the embedding model returned non-finite vectors")
     bm25 = build_bm25(
-        lexical_corpus(texts, [docs[c.doc_id].title for c in chunks], settings.bm25_title_boost),
+        lexical_corpus(
+            texts,
+            [docs[c.doc_id].title for c in chunks],
+            settings.bm25_title_boost,
+            tokenizer,
+        ),
         k1=settings.bm25_k1,
         b=settings.bm25_b,
     )
@@ -200,7 +214,7 @@ def build_index(
         model=Model(name=embedder.name, dim=embedder.dim, normalized=True),
         chunker=settings.chunking,
         lexical=Lexical(
-            tokenizer=TOKENIZER_VERSION,
+            tokenizer=tokenizer.version,
             k1=settings.bm25_k1,
             b=settings.bm25_b,
             title_boost=settings.bm25_title_boost,
@@ -252,9 +266,11 @@ def remove_documents(
     *,
     hnsw_threshold: int,
     before_publish: Callable[[Path], None] | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> Path:
     """Publish a new version of ``index_dir`` without ``doc_ids`` (vectors reused, BM25
-    rebuilt with the index's own parameters); raises DocumentNotFound for an unknown id.
+    rebuilt with the index's own parameters and ``tokenizer``, a new one when not given);
+    raises DocumentNotFound for an unknown id.
 
     The corpus is not touched: an ingest of a corpus still holding the file adds it back.
     """
@@ -283,6 +299,7 @@ def remove_documents(
                 [passage_text(c, current.documents[c.doc_id]) for c in chunks],
                 [current.documents[c.doc_id].title for c in chunks],
                 was.lexical.title_boost,
+                tokenizer or Tokenizer(),
             ),
             k1=float(was.lexical.k1),
             b=float(was.lexical.b),

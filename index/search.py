@@ -27,8 +27,8 @@ import numpy as np
 
 from medcite.index.embed import Embedder
 from medcite.index.errors import ControlCharacters, EmptyQuery, LoneSurrogate, QueryTooLong
-from medcite.index.expand import Expander, default_expander
 from medcite.index.fusion import FusionMethod, fuse
+from medcite.index.lexicon import Lexicon
 from medcite.index.relevance import (
     ProbeLevels,
     RelevanceModel,
@@ -40,7 +40,7 @@ from medcite.index.relevance import (
 )
 from medcite.index.retrieve import LexicalQuery
 from medcite.index.store import LoadedIndex
-from medcite.index.tokenize import lexical_tokens
+from medcite.index.tokenize import Tokenizer
 from medcite.ingest.language import detect_language
 from medcite.ingest.types import Chunk, Language
 
@@ -118,31 +118,29 @@ def validate_query(query: str) -> str:
     return text
 
 
-def lexical_query(
-    text: str, settings: SearchSettings, expander: Expander | None = None
-) -> LexicalQuery:
+def lexical_query(text: str, settings: SearchSettings, lexicon: Lexicon) -> LexicalQuery:
     """BM25 tokens of a query, plus its other-language terms when ``settings.expand``; and
     the same as text for a backend that tokenizes on the server."""
-    tokens = lexical_tokens(text)
+    tokenizer = lexicon.tokenizer
+    tokens = tokenizer.tokens(text)
     if not settings.expand:
         return LexicalQuery(tokens=tokens, text=text, own=len(tokens))
+    expander = lexicon.expander
     if expander is None:
-        expander = default_expander()
-    words = lexical_tokens(text, bigrams=False)  # dictionary words, not bigrams
+        raise ValueError("query expansion is on (settings.expand) but the lexicon has no expander")
+    words = tokenizer.tokens(text, bigrams=False)  # dictionary words, not bigrams
     extra = expander.english_for(words) + expander.chinese_for(text)
     joined = " ".join(extra)
     return LexicalQuery(
-        tokens=tokens + lexical_tokens(joined),
+        tokens=tokens + tokenizer.tokens(joined),
         text=f"{text} {joined}".strip(),
         own=len(tokens),
     )
 
 
-def query_tokens(
-    text: str, settings: SearchSettings, expander: Expander | None = None
-) -> list[str]:
+def query_tokens(text: str, settings: SearchSettings, lexicon: Lexicon) -> list[str]:
     """BM25 tokens of a query, plus its other-language terms when ``settings.expand``."""
-    return list(lexical_query(text, settings, expander).tokens)
+    return list(lexical_query(text, settings, lexicon).tokens)
 
 
 _PROBE_LOCK = threading.Lock()
@@ -193,12 +191,13 @@ def score_candidates(
     *,
     language: str | None,
     settings: SearchSettings,
+    lexicon: Lexicon,
     candidates: int,
     ranking_only: bool = False,
 ) -> Scored:
     """Candidates of every partition (or only ``language``), fused, with their features and
     P(relevant) unless ``ranking_only`` or the settings have no relevance model."""
-    query = lexical_query(text, settings)
+    query = lexical_query(text, settings, lexicon)
     judged = settings.relevance is not None and not ranking_only
     # With a relevance model every partition is searched even when one language is asked
     # for: whether the corpus answers the question does not depend on the display filter.
@@ -231,10 +230,10 @@ def score_candidates(
     own_set, extra_set = frozenset(own), frozenset(extra)
     for i in np.argsort(-fused, kind="stable")[:_COVERAGE_DEPTH].tolist():
         chunk = index.chunks[int(rows[i])]
-        passage = passage_tokens(index, int(rows[i]))
+        passage = passage_tokens(index, int(rows[i]), lexicon.tokenizer)
         same = chunk.language == qlang or not extra
         cover[i] = coverage(own if same else extra, passage)
-        title = title_tokens(index, chunk.doc_id)
+        title = title_tokens(index, chunk.doc_id, lexicon.tokenizer)
         named[i] = title_named(title, own_set if same else extra_set)
         titled[i] = bool(title)
     sentence_best, window_best = sentence_scores(index, rows, qv)
@@ -309,26 +308,27 @@ def evidence(index: LoadedIndex, row: int, qv: np.ndarray) -> tuple[int, int]:
     return int(sentence[1]), int(sentence[2])
 
 
-def passage_tokens(index: LoadedIndex, row: int) -> frozenset[str]:
+def passage_tokens(index: LoadedIndex, row: int, tokenizer: Tokenizer) -> frozenset[str]:
     """The lexical tokens of a chunk's title, section and text (memoised per index)."""
     memo = index.token_memo
     found = memo.get(row)
     if found is None:
         chunk = index.chunks[row]
         doc = index.documents[chunk.doc_id]
-        found = frozenset(lexical_tokens(f"{doc.title}\n{chunk.section or ''}\n{chunk.text}"))
+        text = f"{doc.title}\n{chunk.section or ''}\n{chunk.text}"
+        found = frozenset(tokenizer.tokens(text))
         if len(memo) > 200_000:
             memo.clear()
         memo[row] = found
     return found
 
 
-def title_tokens(index: LoadedIndex, doc_id: str) -> frozenset[str]:
+def title_tokens(index: LoadedIndex, doc_id: str, tokenizer: Tokenizer) -> frozenset[str]:
     """The lexical tokens of a document's title (memoised per index)."""
     memo = index.title_memo
     found = memo.get(doc_id)
     if found is None:
-        found = frozenset(lexical_tokens(index.documents[doc_id].title or ""))
+        found = frozenset(tokenizer.tokens(index.documents[doc_id].title or ""))
         if len(memo) > 200_000:
             memo.clear()
         memo[doc_id] = found
@@ -343,6 +343,7 @@ def search(
     k: int = 5,
     language: str | None = None,
     settings: SearchSettings,
+    lexicon: Lexicon,
     query_vector: np.ndarray | None = None,
 ) -> SearchResult:
     """The top ``k`` passages for ``query``, at most ``max_per_doc`` per document and
@@ -358,6 +359,7 @@ def search(
         qlang,
         language=language,
         settings=settings,
+        lexicon=lexicon,
         candidates=settings.candidates,
     )
     threshold = settings.threshold
@@ -461,6 +463,7 @@ def rank_documents(
     *,
     k: int = 100,
     settings: SearchSettings,
+    lexicon: Lexicon,
     candidates: int = 300,
     unit: Callable[[str], str] | None = None,
 ) -> list[tuple[str, float]]:
@@ -478,6 +481,7 @@ def rank_documents(
         detect_language(text) if text else "en",
         language=None,
         settings=settings,
+        lexicon=lexicon,
         candidates=candidates,
         ranking_only=True,
     )

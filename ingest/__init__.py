@@ -2,7 +2,7 @@
 
 Pipeline: :func:`load` (paths -> :class:`LoadResult` of sources, documents and file reports),
 then :func:`chunk_documents` (-> :class:`Chunk` spans of the sources). Nothing heavy is imported
-here: jieba, selectolax and charset-normalizer load on first use.
+here: selectolax and charset-normalizer load on first use; jieba when a tokenizer is made.
 """
 
 from __future__ import annotations

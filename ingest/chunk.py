@@ -15,11 +15,13 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from medcite.ingest.lines import LINE_BREAK
 from medcite.ingest.types import Chunk, ChunkSettings, Document, Language, LoadResult, SourceText
+
+if TYPE_CHECKING:
+    from medcite.index.tokenize import Tokenizer
 
 LOG = logging.getLogger(__name__)
 
@@ -42,6 +44,15 @@ _ABBREVIATIONS = frozenset(
 _INITIAL = re.compile(r"(?:^|\s)[A-Z]$")
 
 
+class Segmenter(Protocol):
+    """Chinese word segmentation (:class:`index.tokenize.Tokenizer` is one): the words of a
+    text, and the words with their offsets."""
+
+    def cut(self, text: str) -> list[str]: ...
+
+    def spans(self, text: str) -> list[tuple[str, int, int]]: ...
+
+
 @dataclass(frozen=True)
 class _Unit:
     """A sentence, or a piece of an over-long one: absolute offsets and its token count."""
@@ -54,26 +65,43 @@ class _Unit:
     cut_before: bool = False
 
 
-def chunk_documents(result: LoadResult, settings: ChunkSettings) -> list[Chunk]:
-    """Chunks of every document in ``result``, in document order."""
+def chunk_documents(
+    result: LoadResult, settings: ChunkSettings, tokenizer: Segmenter | None = None
+) -> list[Chunk]:
+    """Chunks of every document in ``result``, in document order (Chinese sizes counted with
+    ``tokenizer``'s words: a new :class:`index.tokenize.Tokenizer` for this run when not
+    given)."""
+    if tokenizer is None:
+        tokenizer = _new_tokenizer()
     sources = {s.source: s for s in result.sources}
     chunks: list[Chunk] = []
     for doc in result.documents:
-        chunks.extend(chunk_document(doc, sources[doc.source], settings))
+        chunks.extend(chunk_document(doc, sources[doc.source], settings, tokenizer))
     return chunks
 
 
-def chunk_document(doc: Document, source: SourceText, settings: ChunkSettings) -> list[Chunk]:
+def _new_tokenizer() -> Tokenizer:
+    """The tokenizer chunk sizes are counted with (jieba's dictionary loads now, ~1 s)."""
+    from medcite.index.tokenize import Tokenizer
+
+    return Tokenizer()
+
+
+def chunk_document(
+    doc: Document, source: SourceText, settings: ChunkSettings, tokenizer: Segmenter
+) -> list[Chunk]:
     """Chunks of one document, ids ``f"{doc_id}::{n}"`` from 0 in text order."""
     if source.source != doc.source:
         raise ValueError(f"{doc.doc_id} is from {doc.source}, not {source.source}")
     if settings.max_tokens < 1 or settings.overlap_sentences < 0:
         raise ValueError(f"bad chunk settings {settings.as_dict()}")
     text = source.text
-    count = token_counter(doc.language)
+    count = token_counter(doc.language, tokenizer)
     chunks: list[Chunk] = []
     for segment in doc.segments:
-        units = _units(text, segment.start, segment.end, doc.language, settings.max_tokens, count)
+        units = _units(
+            text, segment.start, segment.end, doc.language, settings.max_tokens, count, tokenizer
+        )
         for first, last in _pack(units, settings):
             start, end = units[first].start, units[last].end
             n_tokens = sum(u.tokens for u in units[first : last + 1])
@@ -111,13 +139,13 @@ def split_sentences(
     return spans
 
 
-def count_tokens(text: str, language: Language) -> int:
-    return token_counter(language)(text)
+def count_tokens(text: str, language: Language, tokenizer: Segmenter) -> int:
+    return token_counter(language, tokenizer)(text)
 
 
-def token_counter(language: Language) -> Callable[[str], int]:
+def token_counter(language: Language, tokenizer: Segmenter) -> Callable[[str], int]:
     if language == "zh":
-        return _count_zh
+        return lambda text: sum(1 for word in tokenizer.cut(text) if _countable(word))
     return _count_en
 
 
@@ -125,29 +153,17 @@ def _count_en(text: str) -> int:
     return len(_EN_WORD.findall(text))
 
 
-def _count_zh(text: str) -> int:
-    return sum(1 for word in _jieba().cut(text) if _countable(word))
-
-
 def _countable(token: str) -> bool:
     return any(ch.isalnum() for ch in token)
 
 
-@cache
-def _jieba() -> Any:
-    """jieba, imported and initialised on first use, without its start-up chatter on stderr."""
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
-    jieba.initialize()
-    return jieba
-
-
-def _token_spans(text: str, start: int, end: int, language: Language) -> list[tuple[int, int]]:
+def _token_spans(
+    text: str, start: int, end: int, language: Language, tokenizer: Segmenter
+) -> list[tuple[int, int]]:
     """Absolute spans of the countable tokens of ``text[start:end]``."""
     piece = text[start:end]
     if language == "zh":
-        spans = [(a, b) for word, a, b in _jieba().tokenize(piece) if _countable(word)]
+        spans = [(a, b) for word, a, b in tokenizer.spans(piece) if _countable(word)]
     else:
         spans = [m.span() for m in _EN_WORD.finditer(piece)]
     return [(start + a, start + b) for a, b in spans]
@@ -198,6 +214,7 @@ def _units(
     language: Language,
     max_tokens: int,
     count: Callable[[str], int],
+    tokenizer: Segmenter,
 ) -> list[_Unit]:
     if sum(map(str.isalnum, text[start:end])) <= max_tokens:
         # Fits whatever the tokenizer does (a countable token holds a letter, digit or Han
@@ -209,7 +226,7 @@ def _units(
         if n <= max_tokens:
             units.append(_Unit(a, b, n))
         else:
-            units.extend(_split_long(text, a, b, language, max_tokens, count))
+            units.extend(_split_long(text, a, b, language, max_tokens, count, tokenizer))
     return units
 
 
@@ -220,6 +237,7 @@ def _split_long(
     language: Language,
     max_tokens: int,
     count: Callable[[str], int],
+    tokenizer: Segmenter,
 ) -> list[_Unit]:
     """An over-long sentence: cut at commas, and a clause still too long between tokens."""
     groups: list[_Unit] = []  # runs of whole clauses, each within budget if it can be
@@ -238,7 +256,9 @@ def _split_long(
             pieces.append(group)
         else:
             pieces.extend(
-                _cut_between_tokens(text, group.start, group.end, language, max_tokens, count)
+                _cut_between_tokens(
+                    text, group.start, group.end, language, max_tokens, count, tokenizer
+                )
             )
     return pieces
 
@@ -250,10 +270,11 @@ def _cut_between_tokens(
     language: Language,
     max_tokens: int,
     count: Callable[[str], int],
+    tokenizer: Segmenter,
     cut_before: bool = False,
 ) -> list[_Unit]:
     """Pieces of ``max_tokens`` tokens; a piece that counts more on its own is cut again."""
-    tokens = _token_spans(text, start, end, language)
+    tokens = _token_spans(text, start, end, language, tokenizer)
     cuts = [start, *(tokens[k][0] for k in range(max_tokens, len(tokens), max_tokens)), end]
     pieces: list[_Unit] = []
     for x, y in itertools.pairwise(cuts):
@@ -261,7 +282,9 @@ def _cut_between_tokens(
             cut = cut_before or bool(pieces)
             n = count(text[a:b])
             if n > max_tokens:  # jieba may segment a piece differently from the whole
-                pieces.extend(_cut_between_tokens(text, a, b, language, max_tokens, count, cut))
+                pieces.extend(
+                    _cut_between_tokens(text, a, b, language, max_tokens, count, tokenizer, cut)
+                )
             else:
                 pieces.append(_Unit(a, b, n, cut))
     return pieces

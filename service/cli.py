@@ -175,7 +175,13 @@ def search(query: str, k: int, language: str | None, as_json: bool, index_dir: P
         engine = load_engine(settings)
         t0 = time.perf_counter()
         result = run_search(
-            engine.index, engine.embedder, query, k=k, language=language, settings=engine.settings
+            engine.index,
+            engine.embedder,
+            query,
+            k=k,
+            language=language,
+            settings=engine.settings,
+            lexicon=engine.lexicon,
         )
         response = to_response(result, engine.index, (time.perf_counter() - t0) * 1000)
     if as_json:

@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
 from medcite.index.embed import Embedder, load_embedder, set_threads
-from medcite.index.expand import default_expander
+from medcite.index.expand import Expander, load_expander
+from medcite.index.lexicon import Lexicon
 from medcite.index.retrieve import Backend
 from medcite.index.search import SearchSettings, ensure_probe_levels
 from medcite.index.store import LoadedIndex, check_compatible, load_index
-from medcite.index.tokenize import lexical_tokens
+from medcite.index.tokenize import Tokenizer
 from medcite.service.settings import Settings
 
 
 @dataclass
 class Engine:
-    """What a request needs: the loaded index, the embedder and the search settings."""
+    """What a request needs: the loaded index, the embedder, the search settings, and the
+    tokenizer and CC-CEDICT expander of queries and passages (loaded once, shared by requests)."""
 
     index: LoadedIndex
     embedder: Embedder
     settings: SearchSettings
+    tokenizer: Tokenizer = field(repr=False)
+    expander: Expander | None = field(default=None, repr=False)  # needed when settings.expand
     backend: Backend | None = None  # None: the embedded FAISS + BM25 backend
+
+    def __post_init__(self) -> None:
+        if self.settings.expand and self.expander is None:
+            raise ValueError("query expansion is on (settings.expand) but there is no expander")
+
+    @property
+    def lexicon(self) -> Lexicon:
+        """The tokenizer and expander, as search takes them."""
+        return Lexicon(self.tokenizer, self.expander)
 
 
 def load_engine(settings: Settings) -> Engine:
@@ -40,12 +53,17 @@ def load_engine(settings: Settings) -> Engine:
     index = load_index(settings.index_dir, backend=backend, fallback=True)
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
     _measure_probes(index, embedder, settings)
-    # Load jieba's dictionary and CC-CEDICT now, not on the first request (about 2 s).
-    lexical_tokens("预热")
-    if settings.expand:
-        default_expander()
+    # jieba's dictionary and CC-CEDICT (about 3 s), now rather than on the first request.
+    # The expander is loaded even with query expansion off: /terms still shows the page the
+    # other-language words of a question.
+    tokenizer = Tokenizer()
     return Engine(
-        index=index, embedder=embedder, settings=settings.search(embedder.name), backend=backend
+        index=index,
+        embedder=embedder,
+        settings=settings.search(embedder.name),
+        tokenizer=tokenizer,
+        expander=load_expander(tokenizer),
+        backend=backend,
     )
 
 
@@ -75,6 +93,8 @@ def reload_engine(settings: Settings, current: Engine | None) -> Engine:
         index=index,
         embedder=current.embedder,
         settings=current.settings,
+        tokenizer=current.tokenizer,
+        expander=current.expander,
         backend=current.backend,
     )
 

@@ -23,6 +23,7 @@ from medcite.index.manifest import ManifestInvalid, check_compatible
 from medcite.index.store import LoadedIndex, current_version, load_index, read_manifest
 
 if TYPE_CHECKING:
+    from medcite.index.lexicon import Lexicon
     from medcite.index.retrieve import Backend
     from medcite.service.settings import Settings
 
@@ -234,6 +235,7 @@ def evaluate(
     de-duplication, per-document limit); an abstention scores 0, and the answered rate on
     answerable queries is reported beside the metrics."""
     from medcite.index.embed import load_embedder, set_threads
+    from medcite.index.lexicon import load_lexicon
 
     unknown = [m for m in methods if m.removesuffix("+expand") not in METHODS]
     if unknown:
@@ -280,6 +282,7 @@ def evaluate(
             qrels,
             settings,
             methods,
+            lexicon=load_lexicon(expand=any(m.endswith("+expand") for m in methods)),
             progress=progress,
             run_file=run_file,
             gate=gate,
@@ -301,6 +304,7 @@ def evaluate_loaded(
     settings: Settings,
     methods: Sequence[str],
     *,
+    lexicon: Lexicon,
     progress: bool = False,
     run_file: Path | None = None,
     gate: bool = True,
@@ -384,6 +388,7 @@ def evaluate_loaded(
                     queries[q],
                     k=GATED_K,
                     settings=run_settings,
+                    lexicon=lexicon,
                     query_vector=qvecs[i],
                 )
                 answered[q] = result.answerable
@@ -394,7 +399,14 @@ def evaluate_loaded(
                     labels.append(int(qrels[q].get(doc, 0) > 0))
             else:
                 ranked = rank_documents(
-                    index, embedder, qvecs[i], queries[q], k=100, settings=run_settings, unit=unit
+                    index,
+                    embedder,
+                    qvecs[i],
+                    queries[q],
+                    k=100,
+                    settings=run_settings,
+                    lexicon=lexicon,
+                    unit=unit,
                 )
                 run[q] = doc_order([doc for doc, _ in ranked])
         seconds = time.perf_counter() - t0
@@ -421,6 +433,7 @@ def evaluate_loaded(
                         text,
                         k=1,
                         settings=run_settings,
+                        lexicon=lexicon,
                         query_vector=qvecs[len(qids) + j],
                     ).answerable
                     for j, text in enumerate(texts)

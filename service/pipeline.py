@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from medcite.index.build import BuildReport
     from medcite.index.embed import Embedder
     from medcite.index.retrieve import Backend
+    from medcite.index.tokenize import Tokenizer
     from medcite.ingest.types import Chunk, ChunkSettings, LoadResult
 
 
@@ -51,11 +52,13 @@ def run_ingest(
     embedder: Embedder | None = None,
     backend: Backend | None = None,
     chunker: Callable[[LoadResult, ChunkSettings], list[Chunk]] | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> BuildReport:
     """Load ``paths`` (unless ``loaded`` is given) and build the index in settings.index_dir.
 
     With the Milvus backend, each new version is also written to Milvus before it goes live
-    (through ``backend`` when given, else one opened from the settings for this run)."""
+    (through ``backend`` when given, else one opened from the settings for this run).
+    ``tokenizer`` (chunk sizes, BM25 tokens) is a new one for this build when not given."""
     from medcite.index.build import build_index
     from medcite.index.cache import EmbeddingCache
     from medcite.index.embed import load_embedder, set_threads
@@ -98,6 +101,7 @@ def run_ingest(
             progress=None if quiet else update,
             before_publish=backend.publish if backend is not None else None,
             chunker=chunker,
+            tokenizer=tokenizer,
         )
     except sqlite3.Error as exc:  # the embedding cache, e.g. "database or disk is full"
         raise IndexWriteError(

@@ -17,9 +17,10 @@ Documents are looked up by id in the loaded index only; no user input reaches th
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -28,11 +29,11 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 import medcite.service.convertors  # noqa: F401  ({doc_id:anypath})
-from medcite.index.expand import Expander, default_expander
+from medcite.index.expand import Expander
 from medcite.index.search import MAX_QUERY_CHARS, validate_query
-from medcite.index.tokenize import EN_STOPWORDS, lexical_tokens
+from medcite.index.tokenize import EN_STOPWORDS, Tokenizer
 from medcite.ingest.language import HAN_CHAR, detect_language
-from medcite.service.engine import EngineDep
+from medcite.service.engine import Engine, EngineDep
 from medcite.service.middleware import PAGE_HEADERS
 from medcite.service.schemas import ErrorResponse
 
@@ -100,13 +101,13 @@ class DocumentResponse(BaseModel):
     )
 
 
-def highlight_terms(query: str) -> list[str]:
+def highlight_terms(query: str, tokenizer: Tokenizer) -> list[str]:
     """The query's BM25 tokens plus its English surface words, for highlighting.
 
     Single Han characters (后, 疼) are dropped when longer Chinese words exist: they would
     light up half of every Chinese passage.
     """
-    tokens = lexical_tokens(query, bigrams=False)
+    tokens = tokenizer.tokens(query, bigrams=False)
     words = [w for w in _EN_WORD.findall(query.lower()) if w not in EN_STOPWORDS]
     han = [t for t in tokens if HAN_CHAR.search(t)]
     if any(len(t) > 1 for t in han):
@@ -115,11 +116,14 @@ def highlight_terms(query: str) -> list[str]:
     return sorted(unique, key=lambda t: (-len(t), t))
 
 
-def expansion_terms(query: str) -> list[str]:
+def expansion_terms(query: str, tokenizer: Tokenizer, expander: Expander | None) -> list[str]:
     """The other-language words of the question (index.expand, the first gloss of each
-    meaningful word only: fewer false friends lit up), to highlight."""
-    expander = Expander(default_expander().dictionary, glosses=1, words=1)
-    words = [w for w in lexical_tokens(query, bigrams=False) if w not in _NOT_HIGHLIGHTED]
+    meaningful word only: fewer false friends lit up), to highlight; none without an
+    ``expander`` (query expansion off)."""
+    if expander is None:
+        return []
+    expander = dataclasses.replace(expander, glosses=1, words=1)
+    words = [w for w in tokenizer.tokens(query, bigrams=False) if w not in _NOT_HIGHLIGHTED]
     english = " ".join(w for w in _EN_WORD.findall(query.lower()) if w not in _NOT_HIGHLIGHTED)
     extra = expander.english_for(words) + expander.chinese_for(english)
     found: dict[str, None] = {}
@@ -133,12 +137,12 @@ def expansion_terms(query: str) -> list[str]:
     return sorted(found, key=lambda t: (-len(t), t))
 
 
-def _terms(text: str) -> TermsResponse:
+def _terms(text: str, engine: Engine) -> TermsResponse:
     return TermsResponse(
         query=text,
         language=detect_language(text),
-        terms=highlight_terms(text),
-        expansions=expansion_terms(text),
+        terms=highlight_terms(text, engine.tokenizer),
+        expansions=expansion_terms(text, engine.tokenizer, engine.expander),
     )
 
 
@@ -150,18 +154,25 @@ def page() -> FileResponse:
     )
 
 
-@router.get("/terms", response_model=TermsResponse, responses={422: {"model": ErrorResponse}})
+_TERMS_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse},
+    503: {"model": ErrorResponse},
+}
+
+
+@router.get("/terms", response_model=TermsResponse, responses=_TERMS_ERRORS)
 def terms(
     q: Annotated[str, Query(max_length=MAX_QUERY_CHARS, description="The question.")],
+    engine: EngineDep,
 ) -> TermsResponse:
     """The words of a question the search page highlights in passages."""
-    return _terms(validate_query(q))
+    return _terms(validate_query(q), engine)
 
 
-@router.post("/terms", response_model=TermsResponse, responses={422: {"model": ErrorResponse}})
-def terms_post(body: TermsRequest) -> TermsResponse:
+@router.post("/terms", response_model=TermsResponse, responses=_TERMS_ERRORS)
+def terms_post(body: TermsRequest, engine: EngineDep) -> TermsResponse:
     """As ``GET /terms``, with the question in the body (kept out of URLs and access logs)."""
-    return _terms(validate_query(body.query))
+    return _terms(validate_query(body.query), engine)
 
 
 @router.get(

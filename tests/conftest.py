@@ -17,7 +17,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from support import CORPUS, build_tiny_index, cache_dir
+from support import CORPUS, build_tiny_index, cache_dir, shared_lexicon
+
+
+@pytest.fixture(scope="session")
+def lexicon():  # type: ignore[no-untyped-def]
+    """The tokenizer and CC-CEDICT expander the tests' engines and searches share."""
+    return shared_lexicon()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(lexicon):  # type: ignore[no-untyped-def]
+    return lexicon.tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -70,8 +81,11 @@ def seed_engine(seed_index_dir: Path, default_embedder):  # type: ignore[no-unty
     from medcite.service.settings import Settings
 
     settings = Settings(index_dir=seed_index_dir, cache_dir=cache_dir())
+    lexicon = shared_lexicon()
     return Engine(
         index=load_index(seed_index_dir),
         embedder=default_embedder,
         settings=settings.search(default_embedder.name),
+        tokenizer=lexicon.tokenizer,
+        expander=lexicon.expander,
     )

@@ -6,10 +6,14 @@ import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medcite.service.testing import served
+
+if TYPE_CHECKING:
+    from medcite.index.lexicon import Lexicon
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
@@ -18,6 +22,15 @@ CORPUS = REPO / "corpus"
 def cache_dir() -> Path:
     """Where the converted default model and embedding cache live during tests."""
     return Path(os.environ.get("MEDCITE_TEST_CACHE") or Path.home() / ".cache" / "medcite")
+
+
+@cache
+def shared_lexicon() -> Lexicon:
+    """One tokenizer and CC-CEDICT expander for the whole test session (about 3 s to load):
+    what an engine loads, shared by the tests' engines (the ``lexicon`` fixture)."""
+    from medcite.index.lexicon import load_lexicon
+
+    return load_lexicon(expand=True)
 
 
 @contextmanager
@@ -80,7 +93,14 @@ def tiny_engine(index_dir: Path, **overrides: Any):  # type: ignore[no-untyped-d
 
     embedder = HashingEmbedder(TINY_DIM)
     settings = tiny_settings(index_dir, **overrides)
-    return Engine(load_index(index_dir), embedder, settings.search(embedder.name))
+    lexicon = shared_lexicon()
+    return Engine(
+        load_index(index_dir),
+        embedder,
+        settings.search(embedder.name),
+        tokenizer=lexicon.tokenizer,
+        expander=lexicon.expander,
+    )
 
 
 def hand_model(threshold: float = 0.5, question: dict[str, float] | None = None, **coef: float):  # type: ignore[no-untyped-def]

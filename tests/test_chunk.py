@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from support import CORPUS, REPO
 
+from medcite.index.tokenize import Tokenizer
 from medcite.ingest import (
     ChunkSettings,
     Document,
@@ -45,7 +46,7 @@ def sentences_of(result: LoadResult) -> list[tuple[str, int, int]]:
     ]
 
 
-def assert_exact_spans(result: LoadResult, chunks: list[Chunk]) -> None:
+def assert_exact_spans(tokenizer: Tokenizer, result: LoadResult, chunks: list[Chunk]) -> None:
     sources = sources_of(result)
     docs = {d.doc_id: d for d in result.documents}
     for chunk in chunks:
@@ -56,12 +57,12 @@ def assert_exact_spans(result: LoadResult, chunks: list[Chunk]) -> None:
         # inside exactly one segment, and carrying its section
         (seg,) = [s for s in doc.segments if s.start <= chunk.start and chunk.end <= s.end]
         assert chunk.section == seg.section
-        assert chunk.n_tokens == count_tokens(chunk.text, chunk.language)
+        assert chunk.n_tokens == count_tokens(chunk.text, chunk.language, tokenizer)
 
 
-def test_seed_chunks_at_200_tokens(seeds: LoadResult) -> None:
-    chunks = chunk_documents(seeds, ChunkSettings(max_tokens=200))
-    assert_exact_spans(seeds, chunks)
+def test_seed_chunks_at_200_tokens(tokenizer: Tokenizer, seeds: LoadResult) -> None:
+    chunks = chunk_documents(seeds, ChunkSettings(max_tokens=200), tokenizer)
+    assert_exact_spans(tokenizer, seeds, chunks)
     per_file: dict[str, int] = {}
     for c in chunks:
         per_file[c.source] = per_file.get(c.source, 0) + 1
@@ -99,14 +100,16 @@ def test_seed_chunks_at_200_tokens(seeds: LoadResult) -> None:
 
 @pytest.mark.parametrize("max_tokens", [30, 60, 120])
 def test_small_budgets_keep_sentences_whole_and_chunks_within_budget(
-    seeds: LoadResult, max_tokens: int
+    tokenizer: Tokenizer, seeds: LoadResult, max_tokens: int
 ) -> None:
-    chunks = chunk_documents(seeds, ChunkSettings(max_tokens=max_tokens))
-    assert_exact_spans(seeds, chunks)
+    chunks = chunk_documents(seeds, ChunkSettings(max_tokens=max_tokens), tokenizer)
+    assert_exact_spans(tokenizer, seeds, chunks)
     sources = sources_of(seeds)
     languages = {d.doc_id: d.language for d in seeds.documents}
     for doc_id, a, b in sentences_of(seeds):
-        sentence_tokens = count_tokens(sources[_source(seeds, doc_id)].text[a:b], languages[doc_id])
+        sentence_tokens = count_tokens(
+            sources[_source(seeds, doc_id)].text[a:b], languages[doc_id], tokenizer
+        )
         holders = [c for c in chunks if c.doc_id == doc_id and c.start <= a and b <= c.end]
         if sentence_tokens <= max_tokens:
             assert len(holders) == 1, "a sentence that fits is never cut"
@@ -121,14 +124,17 @@ def _source(result: LoadResult, doc_id: str) -> str:
     return next(d.source for d in result.documents if d.doc_id == doc_id)
 
 
-def test_budget_that_fits_every_sentence_never_cuts_one(seeds: LoadResult) -> None:
+def test_budget_that_fits_every_sentence_never_cuts_one(
+    tokenizer: Tokenizer, seeds: LoadResult
+) -> None:
     sources = sources_of(seeds)
     languages = {d.doc_id: d.language for d in seeds.documents}
     sentences = sentences_of(seeds)
     largest = max(
-        count_tokens(sources[_source(seeds, d)].text[a:b], languages[d]) for d, a, b in sentences
+        count_tokens(sources[_source(seeds, d)].text[a:b], languages[d], tokenizer)
+        for d, a, b in sentences
     )
-    chunks = chunk_documents(seeds, ChunkSettings(max_tokens=largest))
+    chunks = chunk_documents(seeds, ChunkSettings(max_tokens=largest), tokenizer)
     starts = {(c.doc_id, c.start) for c in chunks}
     ends = {(c.doc_id, c.end) for c in chunks}
     sentence_starts = {(d, a) for d, a, _ in sentences}
@@ -136,13 +142,15 @@ def test_budget_that_fits_every_sentence_never_cuts_one(seeds: LoadResult) -> No
     assert starts <= sentence_starts and ends <= sentence_ends
 
 
-def test_long_sentence_is_cut_at_commas_first() -> None:
+def test_long_sentence_is_cut_at_commas_first(tokenizer: Tokenizer) -> None:
     text = (
         "Back pain after a miscarriage can come from the uterus contracting, from blood in the "
         "pelvis, from tired muscles, from an infection, or from changes in hormone levels."
     )
     doc = _doc("t.txt", "en", [Segment(0, len(text))])
-    chunks = chunk_document(doc, SourceText("t.txt", text, "utf-8", "text"), ChunkSettings(12))
+    chunks = chunk_document(
+        doc, SourceText("t.txt", text, "utf-8", "text"), ChunkSettings(12), tokenizer
+    )
     assert [c.text for c in chunks] == [
         "Back pain after a miscarriage can come from the uterus contracting,",
         "from blood in the pelvis, from tired muscles, from an infection,",
@@ -151,33 +159,37 @@ def test_long_sentence_is_cut_at_commas_first() -> None:
     assert [c.n_tokens for c in chunks] == [11, 11, 6]
 
 
-def test_clause_longer_than_the_budget_is_cut_between_tokens() -> None:
+def test_clause_longer_than_the_budget_is_cut_between_tokens(tokenizer: Tokenizer) -> None:
     text = "自然流产后子宫需要通过收缩等过程恢复至未孕状态若子宫复旧不良子宫收缩可能会引起腰部疼痛"
     doc = _doc("z.txt", "zh", [Segment(0, len(text))])
     source = SourceText("z.txt", text, "utf-8", "text")
-    chunks = chunk_document(doc, source, ChunkSettings(max_tokens=5))
+    chunks = chunk_document(doc, source, ChunkSettings(max_tokens=5), tokenizer)
     assert "".join(c.text for c in chunks) == text
     assert len(chunks) > 2 and all(1 <= c.n_tokens <= 5 for c in chunks)
 
 
-def test_chunks_never_cross_segments_and_trim_whitespace() -> None:
+def test_chunks_never_cross_segments_and_trim_whitespace(tokenizer: Tokenizer) -> None:
     text = "  First part. Still first.  \n\nREMOVED LINE\n\n   Second part here.   "
     second = text.index("Second")
     doc = _doc(
         "w.txt", "en", [Segment(0, text.index("REMOVED") - 2, "A"), Segment(second - 3, len(text))]
     )
-    chunks = chunk_document(doc, SourceText("w.txt", text, "utf-8", "text"), ChunkSettings(100))
+    chunks = chunk_document(
+        doc, SourceText("w.txt", text, "utf-8", "text"), ChunkSettings(100), tokenizer
+    )
     assert [(c.text, c.section, c.start) for c in chunks] == [
         ("First part. Still first.", "A", 2),
         ("Second part here.", None, second),
     ]
 
 
-def test_overlap_repeats_the_last_sentences() -> None:
+def test_overlap_repeats_the_last_sentences(tokenizer: Tokenizer) -> None:
     text = "One two three. Four five six. Seven eight nine. Ten eleven twelve."
     doc = _doc("o.txt", "en", [Segment(0, len(text))])
     source = SourceText("o.txt", text, "utf-8", "text")
-    chunks = chunk_document(doc, source, ChunkSettings(max_tokens=6, overlap_sentences=1))
+    chunks = chunk_document(
+        doc, source, ChunkSettings(max_tokens=6, overlap_sentences=1), tokenizer
+    )
     assert [c.text for c in chunks] == [
         "One two three. Four five six.",
         "Four five six. Seven eight nine.",
@@ -216,18 +228,22 @@ def test_chinese_sentences_with_fullwidth_and_halfwidth_marks() -> None:
     ]
 
 
-def test_token_counts_skip_spaces_and_punctuation() -> None:
-    assert count_tokens("Back pain, after 3.5 weeks; isn't rare!", "en") == 7
-    assert count_tokens("自然流产后,腰疼。", "zh") == count_tokens("自然流产后腰疼", "zh")
-    assert count_tokens("。,!  ", "zh") == 0
+def test_token_counts_skip_spaces_and_punctuation(tokenizer: Tokenizer) -> None:
+    assert count_tokens("Back pain, after 3.5 weeks; isn't rare!", "en", tokenizer) == 7
+    assert count_tokens("自然流产后,腰疼。", "zh", tokenizer) == count_tokens(
+        "自然流产后腰疼", "zh", tokenizer
+    )
+    assert count_tokens("。,!  ", "zh", tokenizer) == 0
 
 
-def test_jsonl_records_chunk_with_offsets_into_the_record_text(tmp_path: Path) -> None:
+def test_jsonl_records_chunk_with_offsets_into_the_record_text(
+    tokenizer: Tokenizer, tmp_path: Path
+) -> None:
     path = tmp_path / "corpus.jsonl"
     text = "  高血压病人可以口服党参的。党参有降血压的作用。  "
     path.write_text(json.dumps({"id": "r1", "title": "t", "text": text}) + "\n", encoding="utf-8")
     result = load([path])
-    chunks = chunk_documents(result, ChunkSettings(max_tokens=200))
+    chunks = chunk_documents(result, ChunkSettings(max_tokens=200), tokenizer)
     assert [(c.chunk_id, c.source, c.text, c.start) for c in chunks] == [
         ("r1::0", "corpus.jsonl#r1", "高血压病人可以口服党参的。党参有降血压的作用。", 2)
     ]
@@ -238,7 +254,10 @@ def test_importing_ingest_is_light_and_jieba_is_quiet(tmp_path: Path) -> None:
         "import sys\nimport medcite.ingest as ingest\n"
         "assert 'jieba' not in sys.modules, 'jieba imported at import time'\n"
         "assert 'selectolax' not in sys.modules and 'charset_normalizer' not in sys.modules\n"
-        "print(ingest.count_tokens('自然流产后腰疼是因为什么原因引起的', 'zh'))\n"
+        "from medcite.index.tokenize import Tokenizer\n"
+        "assert 'jieba' not in sys.modules, 'jieba imported with the tokenizer module'\n"
+        "tokenizer = Tokenizer()\n"
+        "print(ingest.count_tokens('自然流产后腰疼是因为什么原因引起的', 'zh', tokenizer))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -251,12 +270,16 @@ def test_importing_ingest_is_light_and_jieba_is_quiet(tmp_path: Path) -> None:
     assert "Building prefix dict" not in done.stderr and "Loading model" not in done.stderr
 
 
-def test_bad_settings_and_mismatched_source_are_refused() -> None:
+def test_bad_settings_and_mismatched_source_are_refused(tokenizer: Tokenizer) -> None:
     doc = _doc("a.txt", "en", [Segment(0, 4)])
     with pytest.raises(ValueError):
-        chunk_document(doc, SourceText("b.txt", "text", "utf-8", "text"), ChunkSettings())
+        chunk_document(
+            doc, SourceText("b.txt", "text", "utf-8", "text"), ChunkSettings(), tokenizer
+        )
     with pytest.raises(ValueError):
-        chunk_document(doc, SourceText("a.txt", "text", "utf-8", "text"), ChunkSettings(0))
+        chunk_document(
+            doc, SourceText("a.txt", "text", "utf-8", "text"), ChunkSettings(0), tokenizer
+        )
 
 
 def _doc(source: str, language: str, segments: list[Segment]) -> Document:
@@ -270,12 +293,14 @@ def _doc(source: str, language: str, segments: list[Segment]) -> Document:
     )
 
 
-def test_cards_cut_off_by_the_source_are_marked_truncated(seeds: LoadResult) -> None:
+def test_cards_cut_off_by_the_source_are_marked_truncated(
+    tokenizer: Tokenizer, seeds: LoadResult
+) -> None:
     """A Q&A card whose summary the page itself breaks off mid-sentence is shown with an
     ellipsis (``truncated``); the cited text stays exactly what the source holds."""
     from medcite.service.schemas import cut_off
 
-    chunks = chunk_documents(seeds, ChunkSettings(max_tokens=200))
+    chunks = chunk_documents(seeds, ChunkSettings(max_tokens=200), tokenizer)
     docs = {d.doc_id: d for d in seeds.documents}
     marked = {c.doc_id: cut_off(c, docs[c.doc_id]) for c in chunks}
     zh = "000_1e25916c291d4d20.txt"

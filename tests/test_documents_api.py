@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from support import CORPUS
+from support import CORPUS, shared_lexicon
 
 from medcite.index.build import build_index
 from medcite.index.embed import HashingEmbedder
@@ -54,7 +54,14 @@ def client(index: LoadedIndex) -> Iterator[TestClient]:
     settings = Settings(index_dir=index.path.parent, model="hashing-32", abstain=False)
     # The fake embedder's cosines mean nothing to the relevance model: fused order.
     search = dataclasses.replace(settings.search(EMB.name), relevance=None)
-    engine = Engine(index=index, embedder=EMB, settings=search)
+    lexicon = shared_lexicon()
+    engine = Engine(
+        index=index,
+        embedder=EMB,
+        settings=search,
+        tokenizer=lexicon.tokenizer,
+        expander=lexicon.expander,
+    )
     with TestClient(create_app(settings, engine=engine)) as c:
         yield c
 

@@ -10,6 +10,7 @@ import pytest
 from medcite.index.build import BuildSettings, build_index
 from medcite.index.embed import HashingEmbedder, SentenceTransformerEmbedder, load_embedder
 from medcite.index.errors import ModelUnavailable
+from medcite.index.lexicon import Lexicon
 from medcite.index.search import SearchSettings, search
 from medcite.index.store import load_index
 from medcite.ingest import load
@@ -35,7 +36,7 @@ def test_local_folder_loads_and_embeds_normalised_rows(minilm: SentenceTransform
 
 @pytest.mark.slow
 def test_whole_pipeline_with_another_model(
-    minilm: SentenceTransformerEmbedder, seed_corpus: Path, tmp_path: Path
+    lexicon: Lexicon, minilm: SentenceTransformerEmbedder, seed_corpus: Path, tmp_path: Path
 ) -> None:
     build_index(
         load([seed_corpus]), minilm, index_dir=tmp_path, settings=BuildSettings(), cache=None
@@ -47,6 +48,7 @@ def test_whole_pipeline_with_another_model(
         minilm,
         "treatment for lower back pain after a miscarriage",
         settings=SearchSettings(),
+        lexicon=lexicon,
     )
     assert result.hits[0].chunk.source == "004_3a0b4b9e837dc788.txt"
 

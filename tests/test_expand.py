@@ -6,9 +6,10 @@ import dataclasses
 
 import pytest
 
-from medcite.index.expand import Expander, clean_gloss, load_dictionary, parse
+from medcite.index.expand import Expander, clean_gloss, load_expander, parse
+from medcite.index.lexicon import Lexicon
 from medcite.index.search import SearchSettings, query_tokens, search
-from medcite.index.tokenize import lexical_tokens
+from medcite.index.tokenize import Tokenizer
 from medcite.service.engine import Engine
 
 LINES = [
@@ -49,8 +50,8 @@ def test_parse_maps_both_ways() -> None:
     assert "人工流产" not in d.zh_to_en  # only named in a reference
 
 
-def test_expander_lookups() -> None:
-    e = Expander(parse(iter(LINES)), glosses=1, words=2)
+def test_expander_lookups(tokenizer: Tokenizer) -> None:
+    e = Expander(parse(iter(LINES)), tokenizer, glosses=1, words=2)
     # Single characters (疼) and stopwords are not expanded; the first gloss is kept.
     assert e.english_for(["流产", "后", "疼"]) == ["have a miscarriage"]
     # The longest phrase wins and its words are not looked up again.
@@ -58,22 +59,26 @@ def test_expander_lookups() -> None:
     assert e.chinese_for("the weather") == []
 
 
-def test_real_dictionary_covers_the_seed_vocabulary() -> None:
-    e = Expander(load_dictionary())
-    assert "miscarriag" in lexical_tokens(" ".join(e.english_for(["流产"])))
+def test_real_dictionary_covers_the_seed_vocabulary(tokenizer: Tokenizer) -> None:
+    e = load_expander(tokenizer)
+    assert "miscarriag" in tokenizer.tokens(" ".join(e.english_for(["流产"])))
     assert "pregnant" in " ".join(e.english_for(["孕妇"]))
     assert "孕妇" in e.chinese_for("pregnant woman back pain")
     assert "小产" in e.chinese_for("miscarriage")
 
 
-def test_query_tokens_expand_only_when_enabled() -> None:
-    e = Expander(parse(iter(LINES)))
+def test_query_tokens_expand_only_when_enabled(tokenizer: Tokenizer) -> None:
+    lexicon = Lexicon(tokenizer, Expander(parse(iter(LINES)), tokenizer))
     on = SearchSettings(expand=True)
     off = SearchSettings(expand=False)
-    assert query_tokens("流产", off, e) == lexical_tokens("流产")
-    assert set(query_tokens("流产", on, e)) >= {"流产", "miscarriag"}
+    assert query_tokens("流产", off, lexicon) == tokenizer.tokens("流产")
+    assert set(query_tokens("流产", on, lexicon)) >= {"流产", "miscarriag"}
     # Chinese terms are tokenized as passages are (jieba cuts 小产 into 小, 产).
-    assert set(lexical_tokens("小产")) <= set(query_tokens("miscarriage", on, e))
+    assert set(tokenizer.tokens("小产")) <= set(query_tokens("miscarriage", on, lexicon))
+    # Expansion needs an expander: none is loaded behind the caller's back.
+    with pytest.raises(ValueError, match="expander"):
+        query_tokens("流产", on, Lexicon(tokenizer))
+    assert query_tokens("流产", off, Lexicon(tokenizer)) == tokenizer.tokens("流产")
 
 
 @pytest.mark.slow
@@ -89,6 +94,7 @@ def test_expansion_gives_cross_lingual_passages_lexical_signal(seed_engine: Engi
             k=10,
             language="en",
             settings=dataclasses.replace(base, expand=expand),
+            lexicon=seed_engine.lexicon,
         )
         for expand in (False, True)
     ]

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi.testclient import TestClient
+from support import shared_lexicon
 
 from medcite.index.build import build_index
 from medcite.index.embed import HashingEmbedder
@@ -224,7 +225,14 @@ def test_a_document_whose_name_holds_a_newline_is_served(tmp_path: Path) -> None
     build(load([corpus]), out)
     index = load_index(out)
     settings = Settings(index_dir=out, model="hashing-32", abstain=False)
-    engine = Engine(index, EMB, dataclasses.replace(settings.search(EMB.name), relevance=None))
+    lexicon = shared_lexicon()
+    engine = Engine(
+        index,
+        EMB,
+        dataclasses.replace(settings.search(EMB.name), relevance=None),
+        tokenizer=lexicon.tokenizer,
+        expander=lexicon.expander,
+    )
     with TestClient(create_app(settings, engine=engine)) as c:
         hit = c.post("/search", json={"query": "back pain after miscarriage"}).json()
         doc_id = hit["passages"][0]["doc_id"]

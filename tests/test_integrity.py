@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from support import shared_lexicon
 
 from medcite.index.build import BuildReport, BuildSettings, build_index
 from medcite.index.cache import EmbeddingCache
@@ -116,7 +117,14 @@ def serving(index_dir: Path, tmp_path: Path) -> TestClient:
         abstain=False,
         admin_api_key=KEY,
     )
-    engine = Engine(load_index(index_dir), EMB, settings.search(EMB.name))
+    lexicon = shared_lexicon()
+    engine = Engine(
+        load_index(index_dir),
+        EMB,
+        settings.search(EMB.name),
+        tokenizer=lexicon.tokenizer,
+        expander=lexicon.expander,
+    )
     return TestClient(create_app(settings, engine=engine))
 
 

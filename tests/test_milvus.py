@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from support import CORPUS, write_relevance_model
+from support import CORPUS, shared_lexicon, write_relevance_model
 
 from medcite.index.build import BuildSettings, build_index, remove_documents
 from medcite.index.embed import HashingEmbedder
 from medcite.index.errors import IndexNotFound
+from medcite.index.lexicon import Lexicon
 from medcite.index.retrieve import LexicalQuery
 from medcite.index.search import SearchSettings, search
 from medcite.index.store import current_version, load_index
@@ -77,7 +78,7 @@ def test_dense_candidates_equal_faiss_exact_search(tmp_path: Path, backend: Milv
 
 
 def test_bm25_finds_the_same_document_as_the_embedded_index(
-    tmp_path: Path, backend: MilvusBackend
+    lexicon: Lexicon, tmp_path: Path, backend: MilvusBackend
 ) -> None:
     build(CORPUS, tmp_path / "idx", backend)
     settings = SearchSettings(fusion="bm25", abstain=False, expand=False)
@@ -85,7 +86,9 @@ def test_bm25_finds_the_same_document_as_the_embedded_index(
     results = []
     for b in (None, backend):
         index = load_index(tmp_path / "idx", backend=b)
-        hit = search(index, embedder, "流产后腰疼", k=3, language="zh", settings=settings).hits[0]
+        hit = search(
+            index, embedder, "流产后腰疼", k=3, language="zh", settings=settings, lexicon=lexicon
+        ).hits[0]
         results.append(hit.chunk.doc_id)
         assert hit.lexical > 0
     # Same document; the chunk may differ: Milvus's jieba analyzer has no character bigrams.
@@ -343,7 +346,15 @@ def test_a_failing_milvus_is_a_503_with_retry_after(tmp_path: Path, backend: Mil
     build(CORPUS, tmp_path / "idx", backend)
     settings = Settings(index_dir=tmp_path / "idx", model="hashing-32", abstain=False)
     index = load_index(tmp_path / "idx", backend=backend)
-    engine = Engine(index, HashingEmbedder(32), settings.search("hashing-32"), backend=None)
+    lexicon = shared_lexicon()
+    engine = Engine(
+        index,
+        HashingEmbedder(32),
+        settings.search("hashing-32"),
+        tokenizer=lexicon.tokenizer,
+        expander=lexicon.expander,
+        backend=None,
+    )
     with TestClient(create_app(settings, engine=engine)) as c:
         assert c.post("/search", json={"query": "back pain"}).status_code == 200
         index.retriever.collection = "medcite_v_gone"  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from medcite.index.relevance import (
     probe_levels,
     title_named,
 )
-from medcite.index.tokenize import lexical_tokens
+from medcite.index.tokenize import Tokenizer
 
 DATA = REPO / "bench" / "data"
 F000, F001, F003 = (
@@ -101,12 +101,12 @@ def test_features_by_hand() -> None:
     assert col["titled"].tolist() == [1.0, 1.0, 0.0]
 
 
-def test_title_named_is_the_share_of_the_title_the_question_names() -> None:
-    question = set(lexical_tokens("What are the symptoms of shingles?"))
-    assert title_named(set(lexical_tokens("Shingles")), question) == 1.0
-    assert title_named(set(lexical_tokens("Alzheimer's Disease")), question) == 0.0
+def test_title_named_is_the_share_of_the_title_the_question_names(tokenizer: Tokenizer) -> None:
+    question = set(tokenizer.tokens("What are the symptoms of shingles?"))
+    assert title_named(set(tokenizer.tokens("Shingles")), question) == 1.0
+    assert title_named(set(tokenizer.tokens("Alzheimer's Disease")), question) == 0.0
     assert title_named(set(), question) == 0.0
-    partly = title_named(set(lexical_tokens("Neurofibromatosis type 2")), {"neurofibromatosi"})
+    partly = title_named(set(tokenizer.tokens("Neurofibromatosis type 2")), {"neurofibromatosi"})
     assert 0.0 < partly < 1.0
 
 
@@ -181,7 +181,9 @@ def test_a_bad_model_file_stops_the_cli_with_one_line(tmp_path: Path) -> None:
 def _search(engine: Any, text: str, **kw: Any) -> Any:
     from medcite.index.search import search
 
-    return search(engine.index, engine.embedder, text, settings=engine.settings, **kw)
+    return search(
+        engine.index, engine.embedder, text, settings=engine.settings, lexicon=engine.lexicon, **kw
+    )
 
 
 def _answer_span(engine: Any, row: dict[str, Any]) -> tuple[str, int, int]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from support import tiny_engine
 
+from medcite.service import web
 from medcite.service.engine import Engine
 from medcite.service.ops import Metrics, QueryLog
 from medcite.service.routes import health, search
@@ -74,3 +76,26 @@ def test_health_routes_alone(engine: Engine) -> None:
         assert ready["status"] == "ready" and ready["model"] == "hashing-64"
         assert ready["chunks"] == 2 and ready["documents"] == 2
         assert "medcite_searches_total" in client.get("/metrics").text
+
+
+@pytest.mark.parametrize(("gloss", "found"), [("teeth", "b.txt"), ("uterus", "a.txt")])
+def test_search_and_terms_expand_with_the_engines_own_expander(
+    engine: Engine, gloss: str, found: str
+) -> None:
+    """An engine with a hand-made one-entry dictionary: the Chinese question reaches the
+    English passage of its gloss through BM25 alone, and ``/terms`` lights that gloss up."""
+    from medcite.index.expand import Dictionary, Expander
+
+    dictionary = Dictionary(zh_to_en={"流产": (gloss,)}, en_to_zh={gloss: ("流产",)})
+    own = dataclasses.replace(
+        engine,
+        settings=dataclasses.replace(engine.settings, fusion="bm25", relevance=None),
+        expander=Expander(dictionary, engine.tokenizer),
+    )
+    app = bare_app(own, search.router, web.router)
+    with TestClient(app) as client:
+        r = client.post("/search", json={"query": "流产", "k": 1, "language": "en"})
+        terms = client.post("/terms", json={"query": "流产"})
+    assert r.status_code == 200, r.text
+    assert [p["doc_id"] for p in r.json()["passages"]] == [found]
+    assert terms.json()["expansions"] == [gloss]

@@ -127,6 +127,7 @@ def remove(app: FastAPI, settings: Settings, doc_id: str) -> str:
         {doc_id},
         hnsw_threshold=settings.hnsw_threshold,
         before_publish=backend.publish if backend is not None else None,
+        tokenizer=engine.tokenizer if engine is not None else None,
     )
     version, _ = swap(app, settings)
     return version
@@ -167,6 +168,7 @@ def run_ingest_job(app: FastAPI, settings: Settings, job: IngestJob) -> None:
                 quiet=True,
                 embedder=engine.embedder if engine is not None else None,
                 backend=engine.backend if engine is not None else None,
+                tokenizer=engine.tokenizer if engine is not None else None,
             )
         finally:
             set_threads(settings.threads)  # ingest used every core; serving uses these

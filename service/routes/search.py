@@ -64,6 +64,7 @@ def search_endpoint(
         k=body.k,
         language=body.language,
         settings=engine.settings,
+        lexicon=engine.lexicon,
     )
     took_ms = (time.perf_counter() - t0) * 1000
     record(result, took_ms, metrics, query_log)
@@ -93,6 +94,7 @@ def search_batch(
             k=item.k,
             language=item.language,
             settings=engine.settings,
+            lexicon=engine.lexicon,
             query_vector=vector,
         )
         took_ms = (time.perf_counter() - t1) * 1000
