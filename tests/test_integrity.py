@@ -15,8 +15,6 @@ import json
 import logging
 import os
 import re
-import resource
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -228,9 +226,15 @@ def test_cli_ingest_with_a_full_embedding_cache_is_one_line_and_exit_2(
     assert result.stderr.count("\n") == 1 and "database or disk is full" in result.stderr
 
 
-def _limit_file_size() -> None:  # in the child, before exec
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit fails with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (256_000, resource.RLIM_INFINITY))
+# Runs the command with writes past 256 kB failing with EFBIG (SIGXFSZ ignored), set in a
+# small launcher that then execs it. Not a preexec_fn: that forces a plain fork, whose handlers
+# (gRPC's, once a Milvus test ran in this process) printed to the child's stderr.
+_LIMIT_FILE_SIZE = (
+    "import os, resource, signal, sys; "
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (256_000, resource.RLIM_INFINITY)); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 def test_a_real_write_failure_efbig_is_one_line_exit_2_and_leaves_nothing(tmp_path: Path) -> None:
@@ -242,11 +246,10 @@ def test_a_real_write_failure_efbig_is_one_line_exit_2_and_leaves_nothing(tmp_pa
     env = {**os.environ, **fake_env(tmp_path), "MEDCITE_SENTENCE_WINDOWS": "false"}
     exe = str(Path(sys.executable).parent / "medcite")
     failed = subprocess.run(
-        [exe, "ingest", str(corpus)],
+        [sys.executable, "-c", _LIMIT_FILE_SIZE, exe, "ingest", str(corpus)],
         env=env,
         capture_output=True,
         text=True,
-        preexec_fn=_limit_file_size,
         timeout=300,
     )
     assert failed.returncode == 2, failed.stderr[-2000:]
