@@ -55,8 +55,6 @@ FEATURES: tuple[str, ...] = (
     "fused_rank",  # log(rank by fused score)
     "window_over_p95",  # best sentence window (a sentence and its neighbours) minus p95
     "sentence_gain",  # best single sentence's cosine minus the chunk's
-    "title_named",  # share of the passage's document title's tokens the question holds
-    "titled",  # 1 when the passage's document has a title with lexical tokens
 )
 
 
@@ -276,8 +274,6 @@ def candidate_features(
     probes: ProbeLevels,
     window_best: np.ndarray,
     sentence_best: np.ndarray,
-    title_named: np.ndarray,
-    titled: np.ndarray,
 ) -> np.ndarray:
     """The :data:`FEATURES` matrix of one question's candidates (aligned arrays)."""
     n = dense.size
@@ -312,18 +308,7 @@ def candidate_features(
     x[:, 10] = np.log(rank)
     x[:, 11] = window_best - p95
     x[:, 12] = sentence_best - d
-    x[:, 13] = title_named
-    x[:, 14] = titled
     return x
-
-
-def title_named(title_tokens: Collection[str], query_tokens: Collection[str]) -> float:
-    """Share of a document title's distinct lexical tokens that the question holds: 1 when
-    the question names what the document is about ("What causes shingles?" and "Shingles"),
-    0 when the title is another subject or empty."""
-    if not title_tokens:
-        return 0.0
-    return sum(t in query_tokens for t in title_tokens) / len(title_tokens)
 
 
 def coverage(query_tokens: Iterable[str], passage_tokens: Collection[str]) -> float:

@@ -36,7 +36,6 @@ from medcite.index.relevance import (
     coverage,
     load_probes,
     probe_levels,
-    title_named,
 )
 from medcite.index.retrieve import LexicalQuery
 from medcite.index.store import LoadedIndex
@@ -225,17 +224,11 @@ def score_candidates(
     probes = ensure_probe_levels(index, embedder)
     own, extra = query.tokens[: query.own], query.tokens[query.own :]
     cover = np.zeros(rows.size, dtype=np.float64)
-    named = np.zeros(rows.size, dtype=np.float64)
-    titled = np.zeros(rows.size, dtype=np.float64)
-    own_set, extra_set = frozenset(own), frozenset(extra)
     for i in np.argsort(-fused, kind="stable")[:_COVERAGE_DEPTH].tolist():
         chunk = index.chunks[int(rows[i])]
         passage = passage_tokens(index, int(rows[i]), lexicon.tokenizer)
         same = chunk.language == qlang or not extra
         cover[i] = coverage(own if same else extra, passage)
-        title = title_tokens(index, chunk.doc_id, lexicon.tokenizer)
-        named[i] = title_named(title, own_set if same else extra_set)
-        titled[i] = bool(title)
     sentence_best, window_best = sentence_scores(index, rows, qv)
     x = candidate_features(
         dense=dense,
@@ -248,8 +241,6 @@ def score_candidates(
         probes=probes,
         window_best=window_best,
         sentence_best=sentence_best,
-        title_named=named,
-        titled=titled,
     )
     p = settings.relevance.probability(x)
     p_answerable = settings.relevance.answerable(x, fused)
@@ -320,18 +311,6 @@ def passage_tokens(index: LoadedIndex, row: int, tokenizer: Tokenizer) -> frozen
         if len(memo) > 200_000:
             memo.clear()
         memo[row] = found
-    return found
-
-
-def title_tokens(index: LoadedIndex, doc_id: str, tokenizer: Tokenizer) -> frozenset[str]:
-    """The lexical tokens of a document's title (memoised per index)."""
-    memo = index.title_memo
-    found = memo.get(doc_id)
-    if found is None:
-        found = frozenset(tokenizer.tokens(index.documents[doc_id].title or ""))
-        if len(memo) > 200_000:
-            memo.clear()
-        memo[doc_id] = found
     return found
 
 

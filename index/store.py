@@ -89,10 +89,9 @@ class LoadedIndex:
     reports: list[FileReport]
     retriever: Retriever  # candidate retrieval: FAISS + bm25s here, or a Milvus collection
     # Off-topic probe levels (index.relevance), measured once by the first search or the
-    # engine's load; and the lexical tokens of chunks (and titles) already scored.
+    # engine's load; and the lexical tokens of chunks already scored for coverage.
     probes: ProbeLevels | None = None
     token_memo: dict[int, frozenset[str]] = field(default_factory=dict)
-    title_memo: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:

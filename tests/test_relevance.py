@@ -21,9 +21,7 @@ from medcite.index.relevance import (
     load_probes,
     load_relevance_model,
     probe_levels,
-    title_named,
 )
-from medcite.index.tokenize import Tokenizer
 
 DATA = REPO / "bench" / "data"
 F000, F001, F003 = (
@@ -81,8 +79,6 @@ def test_features_by_hand() -> None:
         probes=probes,
         window_best=np.array([0.91, 0.85, 0.81]),
         sentence_best=np.array([0.92, 0.86, 0.79]),
-        title_named=np.array([1.0, 0.5, 0.0]),
-        titled=np.array([1.0, 1.0, 0.0]),
     )
     col = {f: x[:, i] for i, f in enumerate(FEATURES)}
     assert col["dense_over_p95"] == pytest.approx([0.06, 0.02, 0.02], abs=1e-6)
@@ -97,17 +93,6 @@ def test_features_by_hand() -> None:
     assert col["fused_rank"] == pytest.approx([0.0, np.log(3), np.log(2)])
     assert col["window_over_p95"] == pytest.approx([0.07, 0.01, 0.03], abs=1e-6)
     assert col["sentence_gain"] == pytest.approx([0.02, 0.0, -0.01], abs=1e-6)
-    assert col["title_named"].tolist() == [1.0, 0.5, 0.0]
-    assert col["titled"].tolist() == [1.0, 1.0, 0.0]
-
-
-def test_title_named_is_the_share_of_the_title_the_question_names(tokenizer: Tokenizer) -> None:
-    question = set(tokenizer.tokens("What are the symptoms of shingles?"))
-    assert title_named(set(tokenizer.tokens("Shingles")), question) == 1.0
-    assert title_named(set(tokenizer.tokens("Alzheimer's Disease")), question) == 0.0
-    assert title_named(set(), question) == 0.0
-    partly = title_named(set(tokenizer.tokens("Neurofibromatosis type 2")), {"neurofibromatosi"})
-    assert 0.0 < partly < 1.0
 
 
 def test_model_file_round_trip_and_refusals(
