@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -22,6 +23,16 @@ CORPUS = REPO / "corpus"
 def cache_dir() -> Path:
     """Where the converted default model and embedding cache live during tests."""
     return Path(os.environ.get("MEDCITE_TEST_CACHE") or Path.home() / ".cache" / "medcite")
+
+
+@contextmanager
+def one_at_a_time(name: str) -> Iterator[None]:
+    """Hold a machine-wide lock while the block runs: the test workers (pytest -n) never run
+    two of these blocks at once (a Ray cluster each, which would fight over ports and CPUs)."""
+    from filelock import FileLock
+
+    with FileLock(Path(tempfile.gettempdir()) / f"medcite-tests-{name}.lock"):
+        yield
 
 
 @cache
