@@ -467,10 +467,12 @@ QUESTION_C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 
 def fit(examples: list[Example], threshold: float = 0.5, question_c: float = 0.1) -> Any:
     """Both parts: P(relevant | answerable) from the candidates of answerable questions,
-    P(answerable) from every question's best candidates. The second balances answerable
-    against unanswerable questions within each set: how many unanswerable questions a set
-    has (off-topic ones we wrote, topics we removed) is our choice, not a property of the
-    corpus, so it must not move the boundary."""
+    P(answerable) from every question's best candidates. The second gives each kind of
+    question within a set the same weight (answerable, off-topic, removed-topic, other
+    health): how many questions of each unanswerable kind a set has (off-topic ones we
+    wrote, topics we removed) is our choice, not a property of the corpus, so it must not
+    move the boundary; and the few removed-topic questions must not be drowned by the many
+    easy off-topic ones."""
     from medcite.index.relevance import (
         FEATURES,
         QUESTION_FEATURES,
@@ -488,7 +490,7 @@ def fit(examples: list[Example], threshold: float = 0.5, question_c: float = 0.1
     question = fit_logistic(
         np.stack([question_features(e.x, fused_of(e)) for e in examples]),
         np.array([int(e.kind == "answerable") for e in examples]),
-        [e.set for e in examples],
+        [f"{e.set}/{goal_kind(e.kind)}" for e in examples],
         QUESTION_FEATURES,
         c=question_c,
         balance=True,
@@ -778,7 +780,8 @@ def main() -> None:
         entry = model.to_json()
         entry["fitted_on"] = (
             f"{time.strftime('%Y-%m-%d')}: " + ", ".join(sets) + " + off-topic 'fit' half"
-            f"; P(answerable) balanced per set, C={question_c} by leaving one corpus out"
+            "; P(answerable) with each kind of question weighing the same within a set, "
+            f"C={question_c} by leaving one corpus out"
         ) + (f"; without the features {', '.join(sorted(DROPPED))}" if DROPPED else "")
         data.setdefault("models", {})[embedder.name] = entry
         path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", "utf-8")

@@ -53,6 +53,41 @@ def test_balanced_fit_does_not_move_with_the_number_of_unanswerable_questions(
     assert p_middle(1, False) - p_middle(5, False) > 0.2
 
 
+def test_each_kind_of_question_weighs_the_same_so_easy_off_topic_ones_do_not_drown_the_rest(
+    calibrate: ModuleType,
+) -> None:
+    """A set with 100 answerable questions, 20 removed-topic ones just below them and
+    hundreds of easy off-topic ones far away. Each kind weighs the same: the boundary
+    (P(answerable) = 0.5) lies between the answerable and the removed-topic questions, and
+    stays there however many off-topic questions we wrote. Weighed per set, the off-topic
+    questions made up nearly all of the unanswerable half and pulled the boundary to them."""
+    rng = np.random.default_rng(5)
+    col = FEATURES.index("dense_over_p95")
+
+    def questions(kind: str, centre: float, n: int) -> list[Any]:
+        out = []
+        for i, v in enumerate(rng.normal(centre, 0.5, size=n)):
+            x = np.zeros((2, len(FEATURES)))  # a relevant best candidate, a worse one
+            x[:, col] = v, v - 1.0
+            x[:, FEATURES.index("fused")] = 1.0, 0.5
+            y = np.array([1, 0])
+            out.append(calibrate.Example("s", kind, f"{kind}{i}", "en", x, y, ["en", "en"]))
+        return out
+
+    answerable = questions("answerable", 1.0, 100)
+    removed = questions("removed-topic", 0.0, 20)
+    offtopic = questions("offtopic-fit", -4.0, 1200)
+
+    def p_between(n_offtopic: int) -> float:
+        model = calibrate.fit(answerable + removed + offtopic[:n_offtopic], question_c=1.0)
+        x = np.zeros((1, len(FEATURES)))
+        x[0, col] = 0.5
+        return float(model.answerable(x, np.ones(1)))
+
+    assert p_between(300) == pytest.approx(0.5, abs=0.15)
+    assert p_between(300) == pytest.approx(p_between(1200), abs=0.05)
+
+
 class _ScoreIsFeatureZero:
     """A stand-in model: a question's P(answerable) is its first feature."""
 
