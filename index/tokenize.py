@@ -12,6 +12,8 @@ import logging
 import re
 import threading
 
+from medcite.ingest.segment import Segmenter
+
 LOG = logging.getLogger(__name__)
 
 TOKENIZER_VERSION = "jieba-search+bigrams+snowball-en/2"
@@ -37,47 +39,21 @@ ZH_STOPWORDS = frozenset(
 )
 
 
-class Tokenizer:
-    """jieba and the English Snowball stemmer, loaded once per engine or build (no globals).
-
-    Each instance has its own ``jieba.Tokenizer`` (its own dictionary, so a word added to one
-    leaves the others alone). Safe to share between threads: jieba's segmentation is, and
-    PyStemmer's stemmer is not, so its calls are serialised.
+class Tokenizer(Segmenter):
+    """BM25 tokens: jieba (its own dictionary, see :class:`ingest.segment.Segmenter`) and the
+    English Snowball stemmer, loaded once per engine or build (no globals). Safe to share
+    between threads: jieba's segmentation is, and PyStemmer's stemmer is not, so its calls
+    are serialised.
     """
 
     version = TOKENIZER_VERSION
 
     def __init__(self) -> None:
-        import jieba
         import Stemmer
 
-        jieba.setLogLevel(logging.WARNING)
-        self._jieba = jieba.Tokenizer()
-        self._jieba.initialize()
+        super().__init__()
         self._stemmer = Stemmer.Stemmer("english")
         self._stem_lock = threading.Lock()
-
-    def cut(self, text: str) -> list[str]:
-        """jieba's words of ``text`` (accurate mode, with HMM for unknown words)."""
-        words: list[str] = self._jieba.lcut(text)
-        return words
-
-    def cut_for_search(self, text: str) -> list[str]:
-        """jieba's search-mode words: each long word and its dictionary sub-words."""
-        words: list[str] = self._jieba.lcut_for_search(text)
-        return words
-
-    def spans(self, text: str) -> list[tuple[str, int, int]]:
-        """jieba's words of ``text`` (as :meth:`cut`) with their ``(start, end)`` offsets."""
-        return [(word, start, end) for word, start, end in self._jieba.tokenize(text)]
-
-    def frequency(self, word: str) -> int:
-        """The word's count in jieba's dictionary (0 when it has none)."""
-        return int(self._jieba.FREQ.get(word) or 0)
-
-    def add_word(self, word: str, freq: int | None = None) -> None:
-        """Add ``word`` to this tokenizer's dictionary only."""
-        self._jieba.add_word(word, freq)
 
     def stem(self, words: list[str]) -> list[str]:
         with self._stem_lock:

@@ -15,13 +15,10 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
 from medcite.ingest.lines import LINE_BREAK
+from medcite.ingest.segment import Segmenter
 from medcite.ingest.types import Chunk, ChunkSettings, Document, Language, LoadResult, SourceText
-
-if TYPE_CHECKING:
-    from medcite.index.tokenize import Tokenizer
 
 LOG = logging.getLogger(__name__)
 
@@ -44,15 +41,6 @@ _ABBREVIATIONS = frozenset(
 _INITIAL = re.compile(r"(?:^|\s)[A-Z]$")
 
 
-class Segmenter(Protocol):
-    """Chinese word segmentation (:class:`index.tokenize.Tokenizer` is one): the words of a
-    text, and the words with their offsets."""
-
-    def cut(self, text: str) -> list[str]: ...
-
-    def spans(self, text: str) -> list[tuple[str, int, int]]: ...
-
-
 @dataclass(frozen=True)
 class _Unit:
     """A sentence, or a piece of an over-long one: absolute offsets and its token count."""
@@ -69,22 +57,14 @@ def chunk_documents(
     result: LoadResult, settings: ChunkSettings, tokenizer: Segmenter | None = None
 ) -> list[Chunk]:
     """Chunks of every document in ``result``, in document order (Chinese sizes counted with
-    ``tokenizer``'s words: a new :class:`index.tokenize.Tokenizer` for this run when not
-    given)."""
+    ``tokenizer``'s words: a new :class:`Segmenter` for this run when not given)."""
     if tokenizer is None:
-        tokenizer = _new_tokenizer()
+        tokenizer = Segmenter()
     sources = {s.source: s for s in result.sources}
     chunks: list[Chunk] = []
     for doc in result.documents:
         chunks.extend(chunk_document(doc, sources[doc.source], settings, tokenizer))
     return chunks
-
-
-def _new_tokenizer() -> Tokenizer:
-    """The tokenizer chunk sizes are counted with (jieba's dictionary loads now, ~1 s)."""
-    from medcite.index.tokenize import Tokenizer
-
-    return Tokenizer()
 
 
 def chunk_document(
