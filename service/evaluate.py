@@ -25,6 +25,7 @@ from medcite.index.store import LoadedIndex, current_version, load_index, read_m
 if TYPE_CHECKING:
     from medcite.index.lexicon import Lexicon
     from medcite.index.retrieve import Backend
+    from medcite.index.search import SearchSettings
     from medcite.service.settings import Settings
 
 LOG = logging.getLogger(__name__)
@@ -237,27 +238,8 @@ def evaluate(
     from medcite.index.embed import load_embedder, set_threads
     from medcite.index.lexicon import load_lexicon
 
-    unknown = [m for m in methods if m.removesuffix("+expand") not in METHODS]
-    if unknown:
-        raise MedciteError(
-            f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}, "
-            "each optionally with +expand (cross-lingual query expansion)"
-        )
-    query_set = load_queries(queries_path)
-    all_queries, unanswerable_ids = query_set.texts, query_set.unanswerable
-    if qrels_path is not None:
-        qrels = load_qrels(qrels_path)
-    elif query_set.inline_qrels:
-        qrels = query_set.inline_qrels
-    else:
-        raise MedciteError('no judgements: give --qrels, or "relevant" lists in the queries file')
-    queries = {q: t for q, t in all_queries.items() if q in qrels and t.strip()}
-    unanswerable = {q: all_queries[q] for q in sorted(unanswerable_ids) if all_queries[q].strip()}
-    if limit is not None:
-        queries = dict(list(queries.items())[:limit])
-        unanswerable = dict(list(unanswerable.items())[:limit])
-    if not queries:
-        raise MedciteError("no query has a relevance judgement: nothing to evaluate")
+    _check_methods(methods)
+    queries, unanswerable, qrels = _questions_to_score(queries_path, qrels_path, limit)
     embedder = load_embedder(settings.model, cache_dir=settings.cache_dir, runtime=settings.runtime)
     backend = settings.backend()
     try:
@@ -265,17 +247,8 @@ def evaluate(
             corpus, settings, index_dir, embedder=embedder, progress=progress, backend=backend
         )
         set_threads(settings.threads)
-        try:
-            index = load_index(index_dir, backend=backend)
-        except IndexNotFound:
-            if backend is None:
-                raise
-            # The files were reused but this Milvus has no collection for them yet.
-            version = current_version(index_dir)
-            backend.publish(index_dir / str(version))
-            index = load_index(index_dir, backend=backend)
         return evaluate_loaded(
-            index,
+            _load_published(index_dir, backend),
             embedder,
             queries,
             unanswerable,
@@ -292,7 +265,348 @@ def evaluate(
             backend.close()
 
 
+def _check_methods(methods: Sequence[str]) -> None:
+    unknown = [m for m in methods if m.removesuffix("+expand") not in METHODS]
+    if unknown:
+        raise MedciteError(
+            f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}, "
+            "each optionally with +expand (cross-lingual query expansion)"
+        )
+
+
+def _questions_to_score(
+    queries_path: Path, qrels_path: Path | None, limit: int | None
+) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
+    """The judged questions and the unanswerable ones (non-blank, at most ``limit`` of each),
+    and the judgements: from ``qrels_path``, else given inline in the queries file."""
+    query_set = load_queries(queries_path)
+    all_queries, unanswerable_ids = query_set.texts, query_set.unanswerable
+    if qrels_path is not None:
+        qrels = load_qrels(qrels_path)
+    elif query_set.inline_qrels:
+        qrels = query_set.inline_qrels
+    else:
+        raise MedciteError('no judgements: give --qrels, or "relevant" lists in the queries file')
+    queries = {q: t for q, t in all_queries.items() if q in qrels and t.strip()}
+    unanswerable = {q: all_queries[q] for q in sorted(unanswerable_ids) if all_queries[q].strip()}
+    if limit is not None:
+        queries = dict(list(queries.items())[:limit])
+        unanswerable = dict(list(unanswerable.items())[:limit])
+    if not queries:
+        raise MedciteError("no query has a relevance judgement: nothing to evaluate")
+    return queries, unanswerable, qrels
+
+
+def _load_published(index_dir: Path, backend: Backend | None) -> LoadedIndex:
+    """Load the index, first publishing its files to ``backend`` when they were reused but
+    this Milvus has no collection for them yet."""
+    try:
+        return load_index(index_dir, backend=backend)
+    except IndexNotFound:
+        if backend is None:
+            raise
+        version = current_version(index_dir)
+        backend.publish(index_dir / str(version))
+        return load_index(index_dir, backend=backend)
+
+
 GATED_K = 10  # passages asked of /search per query when scoring through the gate
+UNGATED_K = 100  # documents ranked per query when scoring the ranking alone
+
+
+@dataclass(frozen=True)
+class _Searcher:
+    """What every question of an evaluation runs against; ``unit`` as :func:`_judged_unit`."""
+
+    index: LoadedIndex
+    embedder: Embedder
+    lexicon: Lexicon
+    unit: Callable[[str], str] | None
+
+
+@dataclass(frozen=True)
+class _Questions:
+    """The judged questions by id, the unanswerable ones' texts, a query vector for each
+    (row ``i`` for the ``i``-th) and the language of each judged one."""
+
+    texts: dict[str, str]
+    vectors: np.ndarray
+    unanswerable: list[str]
+    unanswerable_vectors: np.ndarray
+    languages: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _MethodRun:
+    """One method's ranking per question (scores in rank order, as trec_eval reads them);
+    through the gate also whether each question was answered and, for every passage
+    returned, its P(relevant) and whether it is judged relevant."""
+
+    run: dict[str, dict[str, float]]
+    answered: dict[str, bool] = dataclasses.field(default_factory=dict)
+    probabilities: tuple[float, ...] = ()
+    labels: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Scorer:
+    """trec_eval measures of a run, averaged over some of the judged questions."""
+
+    measures: dict[str, Any]  # our metric name -> ir-measures measure
+    qrels: dict[str, dict[str, int]]
+    blank: tuple[str, ...]  # metrics reported as None (not measurable at this depth)
+
+    def __call__(self, qids: list[str], run: dict[str, dict[str, float]]) -> dict[str, Any]:
+        import ir_measures
+
+        per_query: dict[tuple[str, str], float] = {}
+        for m in ir_measures.iter_calc(
+            list(self.measures.values()),
+            {q: self.qrels[q] for q in qids},
+            {q: run[q] for q in qids},
+        ):
+            per_query[(str(m.measure), m.query_id)] = float(m.value)
+        # A query with nothing retrieved (or abstained on) counts as 0, as in BEIR.
+        out: dict[str, Any] = {
+            name: round(sum(per_query.get((str(m), q), 0.0) for q in qids) / len(qids), 4)
+            for name, m in self.measures.items()
+        }
+        return out | dict.fromkeys(self.blank)
+
+
+def _scorer(qrels: dict[str, dict[str, int]], gate: bool) -> _Scorer:
+    import ir_measures
+
+    measures = {name: ir_measures.parse_measure(spec) for name, spec in IR_MEASURES.items()}
+    if gate:
+        measures.pop("recall@100")  # /search returns GATED_K passages
+        return _Scorer(measures, qrels, blank=("recall@100",))
+    return _Scorer(measures, qrels, blank=())
+
+
+def _embed_questions(
+    searcher: _Searcher,
+    queries: dict[str, str],
+    unanswerable: dict[str, str],
+    cache_dir: Path,
+    progress: bool,
+) -> _Questions:
+    """Embed every question (through the embedding cache), measure the index's probe levels
+    with the same cache, and tell each judged question's language."""
+    from medcite.index.cache import EmbeddingCache, embed_cached
+    from medcite.index.search import ensure_probe_levels
+    from medcite.ingest.language import detect_language
+
+    cache = EmbeddingCache(cache_dir / "embeddings.sqlite")
+    bar = _bar(len(queries) + len(unanswerable), "queries", progress)
+    try:
+        vectors, _ = embed_cached(
+            searcher.embedder,
+            list(queries.values()) + list(unanswerable.values()),
+            kind="query",
+            cache=cache,
+            progress=lambda n: bar.update(n),
+        )
+        ensure_probe_levels(searcher.index, searcher.embedder, cache)
+    finally:
+        bar.close()
+        cache.close()
+    n = len(queries)
+    return _Questions(
+        texts=queries,
+        vectors=vectors[:n],
+        unanswerable=list(unanswerable.values()),
+        unanswerable_vectors=vectors[n:],
+        languages={q: detect_language(text) for q, text in queries.items()},
+    )
+
+
+def _doc_order(docs: list[str], unit: Callable[[str], str] | None) -> dict[str, float]:
+    """trec_eval orders by score (ties by doc id): rank-based scores keep our order."""
+    unique = list(dict.fromkeys(unit(d) if unit is not None else d for d in docs))
+    return {doc: float(len(unique) - r) for r, doc in enumerate(unique)}
+
+
+def _run_gated(
+    searcher: _Searcher,
+    questions: _Questions,
+    settings: SearchSettings,
+    qrels: dict[str, dict[str, int]],
+) -> _MethodRun:
+    """Every question through ``search`` with k=GATED_K, exactly as ``POST /search``."""
+    from medcite.index.search import search
+
+    run: dict[str, dict[str, float]] = {}
+    answered: dict[str, bool] = {}
+    probabilities: list[float] = []
+    labels: list[int] = []
+    for i, (q, text) in enumerate(questions.texts.items()):
+        result = search(
+            searcher.index,
+            searcher.embedder,
+            text,
+            k=GATED_K,
+            settings=settings,
+            lexicon=searcher.lexicon,
+            query_vector=questions.vectors[i],
+        )
+        answered[q] = result.answerable
+        run[q] = _doc_order([h.chunk.doc_id for h in result.hits], searcher.unit)
+        for hit in result.hits:
+            doc = hit.chunk.doc_id if searcher.unit is None else searcher.unit(hit.chunk.doc_id)
+            probabilities.append(hit.score)
+            labels.append(int(qrels[q].get(doc, 0) > 0))
+    return _MethodRun(run, answered, tuple(probabilities), tuple(labels))
+
+
+def _run_ungated(
+    searcher: _Searcher, questions: _Questions, settings: SearchSettings
+) -> _MethodRun:
+    """Every question's ranking alone: the top UNGATED_K judged units, no abstention."""
+    from medcite.index.search import rank_documents
+
+    run: dict[str, dict[str, float]] = {}
+    for i, (q, text) in enumerate(questions.texts.items()):
+        ranked = rank_documents(
+            searcher.index,
+            searcher.embedder,
+            questions.vectors[i],
+            text,
+            k=UNGATED_K,
+            settings=settings,
+            lexicon=searcher.lexicon,
+            unit=searcher.unit,
+        )
+        run[q] = _doc_order([doc for doc, _ in ranked], searcher.unit)
+    return _MethodRun(run)
+
+
+def _answered_rate(answered: dict[str, bool], qids: list[str]) -> float:
+    return round(sum(answered[q] for q in qids) / len(qids), 4)
+
+
+def _abstention(
+    searcher: _Searcher, questions: _Questions, settings: SearchSettings
+) -> dict[str, Any]:
+    """How many unanswerable questions ``search`` abstains on."""
+    from medcite.index.search import search
+
+    texts = questions.unanswerable
+    abstained = sum(
+        not search(
+            searcher.index,
+            searcher.embedder,
+            text,
+            k=1,
+            settings=settings,
+            lexicon=searcher.lexicon,
+            query_vector=questions.unanswerable_vectors[j],
+        ).answerable
+        for j, text in enumerate(texts)
+    )
+    return {
+        "unanswerable_queries": len(texts),
+        "abstained": abstained,
+        "rate": round(abstained / len(texts), 4),
+    }
+
+
+def _gate_measures(
+    searcher: _Searcher, questions: _Questions, settings: SearchSettings, result: _MethodRun
+) -> dict[str, Any]:
+    """Answered rate, calibration of P(relevant) (ECE) and, given unanswerable questions,
+    the abstention on them."""
+    out: dict[str, Any] = {
+        "answered": _answered_rate(result.answered, list(questions.texts)),
+        "ece": (
+            expected_calibration_error(result.probabilities, result.labels)
+            if settings.relevance is not None
+            else None
+        ),
+    }
+    if questions.unanswerable:
+        out["abstention"] = _abstention(searcher, questions, settings)
+    return out
+
+
+def _per_language(
+    questions: _Questions, result: _MethodRun, score: _Scorer, gate: bool
+) -> dict[str, Any]:
+    """The measures (and through the gate the answered rate) per question language."""
+    out: dict[str, Any] = {}
+    for lang in sorted(set(questions.languages.values())):
+        sub = [q for q in questions.texts if questions.languages[q] == lang]
+        out[lang] = {"queries": len(sub)} | score(sub, result.run)
+        if gate:
+            out[lang]["answered"] = _answered_rate(result.answered, sub)
+    return out
+
+
+def _method_settings(base: SearchSettings, method: str) -> SearchSettings:
+    """``base`` with the method's fusion and, for ``<fusion>+expand``, query expansion."""
+    return dataclasses.replace(
+        base,
+        fusion=method.removesuffix("+expand"),  # type: ignore[arg-type]
+        expand=method.endswith("+expand"),
+    )
+
+
+def _evaluate_method(
+    searcher: _Searcher,
+    questions: _Questions,
+    settings: SearchSettings,
+    qrels: dict[str, dict[str, int]],
+    score: _Scorer,
+    gate: bool,
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """One method's run and its report entry: the measures, through the gate the answered
+    rate, ECE and abstention, the measures per language and the time per question."""
+    qids = list(questions.texts)
+    t0 = time.perf_counter()
+    if gate:
+        result = _run_gated(searcher, questions, settings, qrels)
+    else:
+        result = _run_ungated(searcher, questions, settings)
+    seconds = time.perf_counter() - t0
+    entry: dict[str, Any] = score(qids, result.run)
+    if gate:
+        entry |= _gate_measures(searcher, questions, settings, result)
+    entry["per_language"] = _per_language(questions, result, score, gate)
+    entry["ms_per_query"] = round(1000 * seconds / len(qids), 2)
+    return result.run, entry
+
+
+def _run_path(run_file: Path, method: str, n_methods: int) -> Path:
+    """``run_file`` itself for one method, else ``run.<method>.txt`` beside it."""
+    return run_file if n_methods == 1 else run_file.with_suffix(f".{method}{run_file.suffix}")
+
+
+def _report_header(
+    index: LoadedIndex, n_queries: int, judged_sources: bool, base: SearchSettings, gate: bool
+) -> dict[str, Any]:
+    return {
+        "queries": n_queries,
+        "documents": index.manifest.counts.documents,
+        "chunks": index.manifest.counts.chunks,
+        "index_dir": str(index.path.parent),
+        "unit": "source" if judged_sources else "document",
+        "gate": gate,
+        "k": GATED_K if gate else UNGATED_K,
+        "min_relevance": base.threshold if gate else None,
+        "methods": {},
+    }
+
+
+def _headline(report: dict[str, Any], method: str) -> dict[str, Any]:
+    """The first method's numbers repeated at the top of ``report``."""
+    first = report["methods"][method]
+    report.update({m: first[m] for m in METRICS})
+    for key in ("answered", "ece", "abstention"):
+        if key in first:
+            report[key] = first[key]
+    report["per_language"] = first["per_language"]
+    report["method"] = method
+    return report
 
 
 def evaluate_loaded(
@@ -309,156 +623,21 @@ def evaluate_loaded(
     run_file: Path | None = None,
     gate: bool = True,
 ) -> dict[str, Any]:
-    import ir_measures
-
-    from medcite.index.cache import EmbeddingCache, embed_cached
-    from medcite.index.search import ensure_probe_levels, rank_documents, search
-    from medcite.ingest.language import detect_language
-
+    """Score each of ``methods`` on the judged ``queries`` (through the gate, or the ranking
+    alone) and, through the gate, its abstention on ``unanswerable``; the first method's
+    numbers are repeated at the top of the report."""
     check_compatible(index.manifest, model_name=embedder.name, dim=embedder.dim)
-    unit = _judged_unit(index, qrels)
-    qids = list(queries)
-    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
-    bar = _bar(len(qids) + len(unanswerable), "queries", progress)
-    try:
-        qvecs, _ = embed_cached(
-            embedder,
-            [queries[q] for q in qids] + list(unanswerable.values()),
-            kind="query",
-            cache=cache,
-            progress=lambda n: bar.update(n),
-        )
-        ensure_probe_levels(index, embedder, cache)
-    finally:
-        bar.close()
-        cache.close()
+    searcher = _Searcher(index, embedder, lexicon, _judged_unit(index, qrels))
+    questions = _embed_questions(searcher, queries, unanswerable, settings.cache_dir, progress)
     base = settings.search(embedder.name)
-    languages = {q: detect_language(queries[q]) for q in qids}
-    report: dict[str, Any] = {
-        "queries": len(qids),
-        "documents": index.manifest.counts.documents,
-        "chunks": index.manifest.counts.chunks,
-        "index_dir": str(index.path.parent),
-        "unit": "source" if unit is not None else "document",
-        "gate": gate,
-        "k": GATED_K if gate else 100,
-        "min_relevance": base.threshold if gate else None,
-        "methods": {},
-    }
-    measures = {name: ir_measures.parse_measure(spec) for name, spec in IR_MEASURES.items()}
-    if gate:
-        measures.pop("recall@100")  # /search returns GATED_K passages
-
-    def score(sub: list[str], run: dict[str, dict[str, float]]) -> dict[str, float | None]:
-        per_query: dict[tuple[str, str], float] = {}
-        for m in ir_measures.iter_calc(
-            list(measures.values()), {q: qrels[q] for q in sub}, {q: run[q] for q in sub}
-        ):
-            per_query[(str(m.measure), m.query_id)] = float(m.value)
-        # A query with nothing retrieved (or abstained on) counts as 0, as in BEIR.
-        out: dict[str, float | None] = {
-            name: round(sum(per_query.get((str(m), q), 0.0) for q in sub) / len(sub), 4)
-            for name, m in measures.items()
-        }
-        if gate:
-            out["recall@100"] = None
-        return out
-
-    def doc_order(docs: list[str]) -> dict[str, float]:
-        # trec_eval orders by score (ties by doc id): rank-based scores keep our order.
-        unique = list(dict.fromkeys(unit(d) if unit is not None else d for d in docs))
-        return {doc: float(len(unique) - r) for r, doc in enumerate(unique)}
-
+    report = _report_header(index, len(queries), searcher.unit is not None, base, gate)
+    score = _scorer(qrels, gate)
     for method in methods:
-        run_settings = dataclasses.replace(
-            base,
-            fusion=method.removesuffix("+expand"),  # type: ignore[arg-type]
-            expand=method.endswith("+expand"),
-        )
-        t0 = time.perf_counter()
-        run: dict[str, dict[str, float]] = {}
-        answered: dict[str, bool] = {}
-        probabilities: list[float] = []
-        labels: list[int] = []
-        for i, q in enumerate(qids):
-            if gate:
-                result = search(
-                    index,
-                    embedder,
-                    queries[q],
-                    k=GATED_K,
-                    settings=run_settings,
-                    lexicon=lexicon,
-                    query_vector=qvecs[i],
-                )
-                answered[q] = result.answerable
-                run[q] = doc_order([h.chunk.doc_id for h in result.hits])
-                for hit in result.hits:
-                    doc = hit.chunk.doc_id if unit is None else unit(hit.chunk.doc_id)
-                    probabilities.append(hit.score)
-                    labels.append(int(qrels[q].get(doc, 0) > 0))
-            else:
-                ranked = rank_documents(
-                    index,
-                    embedder,
-                    qvecs[i],
-                    queries[q],
-                    k=100,
-                    settings=run_settings,
-                    lexicon=lexicon,
-                    unit=unit,
-                )
-                run[q] = doc_order([doc for doc, _ in ranked])
-        seconds = time.perf_counter() - t0
-        entry: dict[str, Any] = score(qids, run)
-        per_language: dict[str, Any] = {}
-        for lang in sorted(set(languages.values())):
-            sub = [q for q in qids if languages[q] == lang]
-            per_language[lang] = {"queries": len(sub)} | score(sub, run)
-            if gate:
-                per_language[lang]["answered"] = round(sum(answered[q] for q in sub) / len(sub), 4)
-        if gate:
-            entry["answered"] = round(sum(answered.values()) / len(qids), 4)
-            entry["ece"] = (
-                expected_calibration_error(probabilities, labels)
-                if run_settings.relevance is not None
-                else None
-            )
-            if unanswerable:
-                texts = list(unanswerable.values())
-                abstained = sum(
-                    not search(
-                        index,
-                        embedder,
-                        text,
-                        k=1,
-                        settings=run_settings,
-                        lexicon=lexicon,
-                        query_vector=qvecs[len(qids) + j],
-                    ).answerable
-                    for j, text in enumerate(texts)
-                )
-                entry["abstention"] = {
-                    "unanswerable_queries": len(texts),
-                    "abstained": abstained,
-                    "rate": round(abstained / len(texts), 4),
-                }
-        entry["per_language"] = per_language
-        entry["ms_per_query"] = round(1000 * seconds / len(qids), 2)
+        run_settings = _method_settings(base, method)
+        run, entry = _evaluate_method(searcher, questions, run_settings, qrels, score, gate)
         report["methods"][method] = entry
         if run_file is not None:
-            path = (
-                run_file
-                if len(methods) == 1
-                else run_file.with_suffix(f".{method}{run_file.suffix}")
-            )
+            path = _run_path(run_file, method, len(methods))
             write_trec_run(path, run, tag=f"medcite-{method}")
             entry["run_file"] = str(path)
-    first = report["methods"][methods[0]]
-    report.update({m: first[m] for m in METRICS})
-    for key in ("answered", "ece", "abstention"):
-        if key in first:
-            report[key] = first[key]
-    report["per_language"] = first["per_language"]
-    report["method"] = methods[0]
-    return report
+    return _headline(report, methods[0])
