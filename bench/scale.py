@@ -461,10 +461,16 @@ def step_serve(
 
 def ann_recall(faiss_index: Any, sub: Any, queries: Any, m: int) -> dict[str, Any]:
     """Recall@m of ``faiss_index`` (over the rows ``sub``) against exact inner product."""
+    import faiss
     import numpy as np
 
+    from medcite.index.retrieve import HNSW_EF_SEARCH
+
+    # The efSearch the product searches with (index.retrieve.dense_search), not the file's.
+    ef = max(HNSW_EF_SEARCH, m) if isinstance(faiss_index, faiss.IndexHNSW) else None
+    params = {} if ef is None else {"params": faiss.SearchParametersHNSW(efSearch=ef)}
     t0 = time.perf_counter()
-    _, ann = faiss_index.search(np.ascontiguousarray(queries), m)
+    _, ann = faiss_index.search(np.ascontiguousarray(queries), m, **params)
     ann_ms = (time.perf_counter() - t0) * 1000 / len(queries)
     exact = np.argpartition(-(queries @ sub.T), m - 1, axis=1)[:, :m]
     hits = [len(set(a.tolist()) & set(e.tolist())) / m for a, e in zip(ann, exact, strict=True)]
@@ -473,7 +479,7 @@ def ann_recall(faiss_index: Any, sub: Any, queries: Any, m: int) -> dict[str, An
         "recall_min": float(np.min(hits)),
         "k": m,
         "ann_ms_per_query": ann_ms,
-        "ef_search": int(faiss_index.hnsw.efSearch) if hasattr(faiss_index, "hnsw") else None,
+        "ef_search": ef,
     }
 
 

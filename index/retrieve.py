@@ -64,6 +64,28 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+# Nodes an HNSW search visits (efSearch), at least the candidates it returns. Measured on
+# the development indexes' e5 vectors (35k Chinese, 6k English; 600 and 500 real questions),
+# recall@100 against exact search was 0.953 / 0.949 at 128 (FAISS's setting before),
+# 0.983 / 0.985 at 256 and 0.994 / 0.996 at 512, for 0.15 -> 0.49 ms per query on one
+# thread; recall falls as a partition grows, so the margin is kept.
+HNSW_EF_SEARCH = 512
+
+
+def dense_search(faiss_index: Any, qv: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` nearest rows of one partition's FAISS index to ``qv`` (scores, ids); an
+    HNSW index searches with efSearch >= max(HNSW_EF_SEARCH, m), per call (thread-safe)."""
+    import faiss
+
+    x = np.ascontiguousarray(qv[None, :], dtype=np.float32)
+    if isinstance(faiss_index, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, m))  # type: ignore[attr-defined]
+        scores, ids = faiss_index.search(x, m, params=params)
+    else:
+        scores, ids = faiss_index.search(x, m)
+    return scores, ids
+
+
 @dataclass(frozen=True)
 class EmbeddedPartition:
     rows: np.ndarray  # int64 chunk rows of this language
@@ -100,7 +122,7 @@ class EmbeddedRetriever:
             m = min(n, int(part.rows.size))
             if m == 0:
                 continue
-            _, ids = part.faiss_index.search(qv[None, :], m)
+            _, ids = dense_search(part.faiss_index, qv, m)
             dense_rows = part.rows[ids[0][ids[0] >= 0]]
             lex_part = lexical_all[part.rows]
             top = (

@@ -56,7 +56,13 @@ from medcite.index.errors import IndexCorrupt, IndexMismatch, IndexNotFound, Ind
 from medcite.index.manifest import FORMAT_VERSION as FORMAT_VERSION
 from medcite.index.manifest import Checksums, Manifest, PartitionInfo
 from medcite.index.manifest import check_compatible as check_compatible  # serving's check
-from medcite.index.retrieve import Backend, EmbeddedPartition, EmbeddedRetriever, Retriever
+from medcite.index.retrieve import (
+    HNSW_EF_SEARCH,
+    Backend,
+    EmbeddedPartition,
+    EmbeddedRetriever,
+    Retriever,
+)
 from medcite.ingest.types import Chunk, Document, FileReport, Segment, SourceText
 
 if TYPE_CHECKING:
@@ -221,7 +227,7 @@ def build_faiss(vectors: np.ndarray, *, hnsw_threshold: int, hnsw_m: int = 32) -
     if vectors.shape[0] >= hnsw_threshold:
         index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 128
+        index.hnsw.efSearch = HNSW_EF_SEARCH  # the file's default; search passes its own
     else:
         index = faiss.IndexFlatIP(dim)
     if vectors.shape[0]:
