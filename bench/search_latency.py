@@ -29,7 +29,6 @@ def main() -> None:
     import httpx
 
     from medcite.index.embed import set_threads
-    from medcite.index.search import search
     from medcite.service.engine import load_engine
     from medcite.service.settings import Settings
 
@@ -75,25 +74,11 @@ def main() -> None:
                 qv = engine.embedder.embed([q], kind="query")[0]
                 embed.append((time.perf_counter() - t0) * 1000)
                 t0 = time.perf_counter()
-                search(
-                    engine.index,
-                    engine.embedder,
-                    q,
-                    settings=engine.settings,
-                    lexicon=engine.lexicon,
-                    query_vector=qv,
-                )
+                engine.search(q, query_vector=qv)
                 index_only.append((time.perf_counter() - t0) * 1000)
                 if other is not None:
                     t0 = time.perf_counter()
-                    search(
-                        other.index,
-                        other.embedder,
-                        q,
-                        settings=other.settings,
-                        lexicon=other.lexicon,
-                        query_vector=qv,
-                    )
+                    other.search(q, query_vector=qv)
                     versus.append((time.perf_counter() - t0) * 1000)
     print(f"server start to ready: {t_load:.1f} s; {len(queries)} sequential queries")
     print(f"{'':<28} {'p50 ms':>8} {'p95 ms':>8}")

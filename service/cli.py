@@ -167,22 +167,13 @@ def search(query: str, k: int, language: str | None, as_json: bool, index_dir: P
     """Search the index and print cited passages."""
     _pin_threads(1)
     settings = _settings(index_dir=index_dir)
-    from medcite.index.search import search as run_search
     from medcite.service.engine import load_engine
     from medcite.service.schemas import to_response
 
     with _domain_errors():
         engine = load_engine(settings)
         t0 = time.perf_counter()
-        result = run_search(
-            engine.index,
-            engine.embedder,
-            query,
-            k=k,
-            language=language,
-            settings=engine.settings,
-            lexicon=engine.lexicon,
-        )
+        result = engine.search(query, k=k, language=language)
         response = to_response(result, engine.index, (time.perf_counter() - t0) * 1000)
     if as_json:
         click.echo(response.model_dump_json(indent=1))

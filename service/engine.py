@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import numpy as np
 from fastapi import Depends, HTTPException, Request
 
 from medcite.index.embed import Embedder, load_embedder, set_threads
 from medcite.index.expand import Expander, load_expander
 from medcite.index.lexicon import Lexicon
 from medcite.index.retrieve import Backend
-from medcite.index.search import SearchSettings, ensure_probe_levels
+from medcite.index.search import SearchResult, SearchSettings, ensure_probe_levels, search
 from medcite.index.store import LoadedIndex, check_compatible, load_index
 from medcite.index.tokenize import Tokenizer
 from medcite.service.settings import Settings
@@ -37,6 +38,26 @@ class Engine:
     def lexicon(self) -> Lexicon:
         """The tokenizer and expander, as search takes them."""
         return Lexicon(self.tokenizer, self.expander)
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        language: str | None = None,
+        query_vector: np.ndarray | None = None,
+    ) -> SearchResult:
+        """:func:`index.search.search` over this engine's index, model, settings and lexicon."""
+        return search(
+            self.index,
+            self.embedder,
+            query,
+            k=k,
+            language=language,
+            settings=self.settings,
+            lexicon=self.lexicon,
+            query_vector=query_vector,
+        )
 
 
 def load_engine(settings: Settings) -> Engine:

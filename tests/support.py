@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -23,6 +24,26 @@ CORPUS = REPO / "corpus"
 def cache_dir() -> Path:
     """Where the converted default model and embedding cache live during tests."""
     return Path(os.environ.get("MEDCITE_TEST_CACHE") or Path.home() / ".cache" / "medcite")
+
+
+def all_at_once(action: Callable[[], object], threads: int = 8) -> list[BaseException]:
+    """Run ``action`` in ``threads`` threads released together; what each raised."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads)
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            action()
+        except BaseException as exc:  # returned, not a thread warning
+            errors.append(exc)
+
+    started = [threading.Thread(target=run) for _ in range(threads)]
+    for t in started:
+        t.start()
+    for t in started:
+        t.join()
+    return errors
 
 
 @contextmanager

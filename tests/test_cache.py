@@ -1,8 +1,8 @@
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from support import all_at_once
 
 from medcite.index.cache import EmbeddingCache, embed_cached
 from medcite.index.embed import HashingEmbedder, Kind
@@ -70,23 +70,5 @@ def test_caches_opened_at_once_on_a_new_path_all_open(tmp_path: Path) -> None:
     # opener to "database is locked".
     for round_ in range(40):
         path = tmp_path / str(round_) / "embeddings.sqlite"
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(8)
-
-        def open_cache(
-            path: Path = path,
-            errors: list[BaseException] = errors,
-            barrier: threading.Barrier = barrier,
-        ) -> None:
-            barrier.wait()
-            try:
-                EmbeddingCache(path).close()
-            except BaseException as exc:  # reported below, not as a thread warning
-                errors.append(exc)
-
-        threads = [threading.Thread(target=open_cache) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = all_at_once(lambda path=path: EmbeddingCache(path).close())
         assert errors == [], (round_, errors)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from support import CORPUS, cache_dir, serve, tiny_engine, tiny_settings
+from support import CORPUS, all_at_once, cache_dir, serve, tiny_engine, tiny_settings
 from test_web import browser_available as browser_available  # a fixture: skips without Chromium
 
 from medcite.service.app import create_app
@@ -736,28 +736,13 @@ def test_stores_opened_at_once_on_a_new_path_share_one_key(tmp_path: Path) -> No
     for round_ in range(40):
         path = tmp_path / str(round_) / "feedback.sqlite"
         keys: list[str] = []
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(8)
 
-        def open_and_key(
-            path: Path = path,
-            keys: list[str] = keys,
-            errors: list[BaseException] = errors,
-            barrier: threading.Barrier = barrier,
-        ) -> None:
-            barrier.wait()
-            try:
-                store = FeedbackStore(path)
-                keys.append(store.query_key(QUESTION))
-                store.close()
-            except BaseException as exc:  # reported below, not as a thread warning
-                errors.append(exc)
+        def open_and_key(path: Path = path, keys: list[str] = keys) -> None:
+            store = FeedbackStore(path)
+            keys.append(store.query_key(QUESTION))
+            store.close()
 
-        threads = [threading.Thread(target=open_and_key) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = all_at_once(open_and_key)
         assert errors == [] and len(keys) == 8 and len(set(keys)) == 1, (round_, errors)
         assert sorted(
             p.name for p in path.parent.iterdir() if not p.name.endswith(("-wal", "-shm"))

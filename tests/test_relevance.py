@@ -164,11 +164,7 @@ def test_a_bad_model_file_stops_the_cli_with_one_line(tmp_path: Path) -> None:
 
 
 def _search(engine: Any, text: str, **kw: Any) -> Any:
-    from medcite.index.search import search
-
-    return search(
-        engine.index, engine.embedder, text, settings=engine.settings, lexicon=engine.lexicon, **kw
-    )
+    return engine.search(text, **kw)
 
 
 def _answer_span(engine: Any, row: dict[str, Any]) -> tuple[str, int, int]:

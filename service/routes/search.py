@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from medcite.index.errors import InvalidQuery
-from medcite.index.search import SearchResult, search, validate_query
+from medcite.index.search import SearchResult, validate_query
 from medcite.service.deps import MetricsDep, QueryLogDep
 from medcite.service.engine import EngineDep
 from medcite.service.ops import Metrics, QueryLog
@@ -57,15 +57,7 @@ def search_endpoint(
 ) -> SearchResponse:
     """The most relevant passages for a question, with citations and a disclaimer."""
     t0 = time.perf_counter()
-    result = search(
-        engine.index,
-        engine.embedder,
-        body.query,
-        k=body.k,
-        language=body.language,
-        settings=engine.settings,
-        lexicon=engine.lexicon,
-    )
+    result = engine.search(body.query, k=body.k, language=body.language)
     took_ms = (time.perf_counter() - t0) * 1000
     record(result, took_ms, metrics, query_log)
     return to_response(result, engine.index, took_ms)
@@ -87,16 +79,7 @@ def search_batch(
     results = []
     for item, text, vector in zip(body.queries, texts, vectors, strict=True):
         t1 = time.perf_counter()
-        result = search(
-            engine.index,
-            engine.embedder,
-            text,
-            k=item.k,
-            language=item.language,
-            settings=engine.settings,
-            lexicon=engine.lexicon,
-            query_vector=vector,
-        )
+        result = engine.search(text, k=item.k, language=item.language, query_vector=vector)
         took_ms = (time.perf_counter() - t1) * 1000
         record(result, took_ms, metrics, query_log)
         results.append(to_response(result, engine.index, took_ms))
