@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from medcite.index.embed import Embedder, Kind, load_embedder
 from medcite.index.errors import MedciteError
+from medcite.ingest.segment import Segmenter
 from medcite.ingest.types import Chunk, ChunkSettings, Document, LoadResult, SourceText
 
 CHUNK_BATCH = 512  # documents per chunking task
@@ -31,16 +33,21 @@ JOB_ATTEMPTS = 2
 LOG = logging.getLogger(__name__)
 
 
+@cache
+def _worker_segmenter() -> Segmenter:
+    """One jieba dictionary per worker process (about 1 s to load), shared by its tasks."""
+    return Segmenter()
+
+
 def _chunk_batch(
     docs: list[Document], sources: list[SourceText], settings: ChunkSettings
 ) -> list[Chunk]:
-    from medcite.index.tokenize import Tokenizer
     from medcite.ingest import chunk_document
 
-    tokenizer = Tokenizer()  # one per task: jieba is loaded in the worker
+    segmenter = _worker_segmenter()
     out: list[Chunk] = []
     for doc, source in zip(docs, sources, strict=True):
-        out.extend(chunk_document(doc, source, settings, tokenizer))
+        out.extend(chunk_document(doc, source, settings, segmenter))
     return out
 
 

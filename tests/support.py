@@ -56,6 +56,46 @@ def one_at_a_time(name: str) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def ray_cluster(nodes: int) -> Iterator[Any]:
+    """A real Ray cluster of ``nodes`` nodes on this machine (one CPU and a 100 MB object store
+    each), never two at once across test workers; shut down after the block.
+
+    Started again once when a node does not come up: with other test workers busy, a raylet
+    has failed to register ("The current node timed out during startup", no raylet log).
+    Ray chooses its ports before its processes bind them, so a server another worker starts
+    in between can take one; a second start chooses again."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    node = {"object_store_memory": 100 * 1024 * 1024, "num_cpus": 1}
+    with one_at_a_time("ray"):
+        for attempt in (1, 2):
+            cluster = None
+            try:
+                cluster = Cluster(
+                    initialize_head=True, head_node_args={**node, "include_dashboard": False}
+                )
+                for _ in range(nodes - 1):
+                    cluster.add_node(**node)
+                cluster.wait_for_nodes()
+                break
+            except Exception:
+                if ray.is_initialized():
+                    ray.shutdown()
+                if cluster is not None:
+                    cluster.shutdown()
+                if attempt == 2:
+                    raise
+        assert cluster is not None
+        try:
+            yield cluster
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+            cluster.shutdown()
+
+
 @cache
 def shared_lexicon() -> Lexicon:
     """One tokenizer and CC-CEDICT expander for the whole test session (about 3 s to load):

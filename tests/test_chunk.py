@@ -309,3 +309,33 @@ def test_cards_cut_off_by_the_source_are_marked_truncated(
     assert not any(marked[d] for d in marked if docs[d].kind != "card")
     cut = next(c for c in chunks if c.doc_id == f"{zh}#1")
     assert cut.text.endswith("手术流产") and not cut.text.endswith("…")
+
+
+def test_ray_chunking_tasks_of_one_worker_share_one_jieba_dictionary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each Ray chunking task of 512 documents loaded jieba's dictionary again (about 1 s);
+    a worker process now loads it once. Runs the task function here, without a cluster."""
+    from medcite.index import ray_embed
+    from medcite.ingest import ChunkSettings, load
+    from medcite.ingest import segment as segment_module
+
+    loads: list[int] = []
+    real_init = segment_module.Segmenter.__init__
+
+    def counting_init(self: segment_module.Segmenter) -> None:
+        loads.append(1)
+        real_init(self)
+
+    monkeypatch.setattr(segment_module.Segmenter, "__init__", counting_init)
+    ray_embed._worker_segmenter.cache_clear()
+    loaded = load([CORPUS])
+    by_path = {s.source: s for s in loaded.sources}
+    docs = list(loaded.documents)
+    sources = [by_path[d.source] for d in docs]
+    settings = ChunkSettings()
+    first = ray_embed._chunk_batch(docs, sources, settings)
+    second = ray_embed._chunk_batch(docs, sources, settings)
+    ray_embed._worker_segmenter.cache_clear()
+    assert first == second and first
+    assert len(loads) == 1

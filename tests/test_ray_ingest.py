@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from support import CORPUS, one_at_a_time
+from support import CORPUS, ray_cluster
 
 from medcite.index.store import load_index
 from medcite.service.cli import main
@@ -25,22 +25,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    from ray.cluster_utils import Cluster
-
-    store = 100 * 1024 * 1024
     # Nodes bind this host's address (a driver on 127.0.0.1 could not reach a GCS that
     # advertises the host address here); all traffic stays on this machine.
-    node = {"object_store_memory": store, "num_cpus": 1}
-    with one_at_a_time("ray"):
-        c = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-        c.add_node(**node)
-        c.wait_for_nodes()
-        try:
-            yield str(c.address)
-        finally:
-            if ray.is_initialized():
-                ray.shutdown()
-            c.shutdown()
+    with ray_cluster(2) as c:
+        yield str(c.address)
 
 
 def ingest(args: list[str], env: dict[str, str]) -> dict[str, object]:

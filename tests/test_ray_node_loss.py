@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support import one_at_a_time
+from support import ray_cluster
 
 from medcite.index.embed import HashingEmbedder
 from medcite.index.ray_embed import RayEmbedder
@@ -28,20 +28,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def cluster() -> Iterator[Any]:
-    from ray.cluster_utils import Cluster
-
-    node = {"object_store_memory": 100 * 1024 * 1024, "num_cpus": 1}
-    with one_at_a_time("ray"):
-        c = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-        c.add_node(**node)
-        c.add_node(**node)
-        c.wait_for_nodes()
-        try:
-            yield c
-        finally:
-            if ray.is_initialized():
-                ray.shutdown()
-            c.shutdown()
+    with ray_cluster(3) as c:
+        yield c
 
 
 def _actors() -> list[dict[str, Any]]:
