@@ -145,18 +145,67 @@ def build_index(
     :func:`ingest.chunk_documents` (the Ray engine chunks on its cluster); ``tokenizer``
     (chunk sizes, BM25 tokens) is a new one for this build when not given.
     """
-    from medcite.ingest import chunk_documents
-
     started = time.perf_counter()
     # Space held by the temp folder of a killed ingest is freed before embedding fills the
     # cache (write_version removes any left, under the lock, before writing).
     remove_stale_temp_dirs(index_dir)
     tokenizer = tokenizer or Tokenizer()
-    chunks = (
-        chunker(load, settings.chunking)
-        if chunker is not None
-        else chunk_documents(load, settings.chunking, tokenizer)
+    chunks = _chunks(load, settings.chunking, chunker, tokenizer)
+    docs = {d.doc_id: d for d in load.documents}
+    texts = [passage_text(c, docs[c.doc_id]) for c in chunks]
+    embedded = _embed(load, chunks, texts, embedder, settings, cache, progress)
+    bm25 = build_bm25(
+        lexical_corpus(
+            texts,
+            [docs[c.doc_id].title for c in chunks],
+            settings.bm25_title_boost,
+            tokenizer,
+        ),
+        k1=settings.bm25_k1,
+        b=settings.bm25_b,
     )
+    with writer_lock(index_dir):
+        path = write_version(
+            index_dir,
+            manifest=_manifest(load, chunks, embedded.sentences, embedder, settings, tokenizer),
+            sources=load.sources,
+            documents=load.documents,
+            chunks=chunks,
+            vectors=embedded.vectors,
+            sentences=embedded.sentences,
+            sentence_vectors=embedded.sentence_vectors,
+            bm25=bm25,
+            hnsw_threshold=settings.hnsw_threshold,
+            reports=load.reports,
+            before_publish=before_publish,
+        )
+    return BuildReport(
+        path=path,
+        files=len(load.reports),
+        documents=len(load.documents),
+        chunks=len(chunks),
+        sentences=len(embedded.sentences),
+        embedded=embedded.embedded,
+        reused=embedded.texts - embedded.embedded,
+        seconds=time.perf_counter() - started,
+        embed_seconds=embedded.seconds,
+        reports=load.reports,
+    )
+
+
+def _chunks(
+    load: LoadResult,
+    settings: ChunkSettings,
+    chunker: Callable[[LoadResult, ChunkSettings], list[Chunk]] | None,
+    tokenizer: Tokenizer,
+) -> list[Chunk]:
+    """The chunks of ``load``; NothingToIndex, with why each file failed, when there are none."""
+    from medcite.ingest import chunk_documents
+
+    if chunker is not None:
+        chunks = chunker(load, settings)
+    else:
+        chunks = chunk_documents(load, settings, tokenizer)
     if not chunks:
         failed = [
             f"{r.path}: {r.status} ({r.reason})" for r in load.reports if r.status != "ingested"
@@ -165,8 +214,30 @@ def build_index(
             "nothing to index: no readable article with text was found"
             + (" — " + "; ".join(failed[:10]) if failed else "")
         )
-    docs = {d.doc_id: d for d in load.documents}
-    texts = [passage_text(c, docs[c.doc_id]) for c in chunks]
+    return chunks
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    vectors: np.ndarray  # one per chunk
+    sentences: np.ndarray  # the sentence table (chunk row, start, end)
+    sentence_vectors: np.ndarray  # one per sentence window
+    texts: int  # passages and sentence windows to embed
+    embedded: int  # of which the model embedded (the others came from the cache)
+    seconds: float
+
+
+def _embed(
+    load: LoadResult,
+    chunks: list[Chunk],
+    texts: list[str],
+    embedder: Embedder,
+    settings: BuildSettings,
+    cache: EmbeddingCache | None,
+    progress: Callable[[int, int], None] | None,
+) -> _Embedded:
+    """Vectors of the chunks and of their sentence windows (a chunk of one window reuses
+    its own vector); ValueError when the model returns a non-finite one."""
     source_text = {s.source: s.text for s in load.sources}
     sentences, to_embed = sentence_table(chunks, source_text, split=settings.sentence_windows)
     sentence_texts = [
@@ -194,22 +265,23 @@ def build_index(
     vectors = all_vectors[: len(texts)]
     sentence_vectors = vectors[sentences[:, 0]] if len(sentences) else vectors[:0]
     sentence_vectors[to_embed] = all_vectors[len(texts) :]
-    embed_seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
     if vectors.shape[0] and not (
         np.all(np.isfinite(vectors)) and np.all(np.isfinite(sentence_vectors))
     ):
         raise ValueError("the embedding model returned non-finite vectors")
-    bm25 = build_bm25(
-        lexical_corpus(
-            texts,
-            [docs[c.doc_id].title for c in chunks],
-            settings.bm25_title_boost,
-            tokenizer,
-        ),
-        k1=settings.bm25_k1,
-        b=settings.bm25_b,
-    )
-    manifest = Manifest(
+    return _Embedded(vectors, sentences, sentence_vectors, total, embedded, seconds)
+
+
+def _manifest(
+    load: LoadResult,
+    chunks: list[Chunk],
+    sentences: np.ndarray,
+    embedder: Embedder,
+    settings: BuildSettings,
+    tokenizer: Tokenizer,
+) -> Manifest:
+    return Manifest(
         created=_now(),
         model=Model(name=embedder.name, dim=embedder.dim, normalized=True),
         chunker=settings.chunking,
@@ -230,33 +302,6 @@ def build_index(
             sentences=len(sentences),
         ),
         sentence_windows=settings.sentence_windows,
-    )
-    with writer_lock(index_dir):
-        path = write_version(
-            index_dir,
-            manifest=manifest,
-            sources=load.sources,
-            documents=load.documents,
-            chunks=chunks,
-            vectors=vectors,
-            sentences=sentences,
-            sentence_vectors=sentence_vectors,
-            bm25=bm25,
-            hnsw_threshold=settings.hnsw_threshold,
-            reports=load.reports,
-            before_publish=before_publish,
-        )
-    return BuildReport(
-        path=path,
-        files=len(load.reports),
-        documents=len(load.documents),
-        chunks=len(chunks),
-        sentences=len(sentences),
-        embedded=embedded,
-        reused=total - embedded,
-        seconds=time.perf_counter() - started,
-        embed_seconds=embed_seconds,
-        reports=load.reports,
     )
 
 

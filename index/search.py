@@ -352,6 +352,29 @@ def search(
         return SearchResult(
             query=text, language=qlang, answerable=False, hits=(), p_answerable=p_answerable
         )
+    hits = _select_hits(index, scored, qv, k, settings)
+    if relevance is not None:
+        likely = {int(r) for r, p in zip(scored.rows, relevance, strict=True) if p >= 0.5}
+        _lift_languages(hits, likely)
+    return SearchResult(
+        query=text,
+        language=qlang,
+        answerable=bool(hits),
+        hits=tuple(hits),
+        p_answerable=p_answerable,
+    )
+
+
+def _select_hits(
+    index: LoadedIndex, scored: Scored, qv: np.ndarray, k: int, settings: SearchSettings
+) -> list[Hit]:
+    """The top ``k`` of the scored candidates, in their order: at most ``max_per_doc`` per
+    document (near-duplicate documents count as one), no passage near-identical to one
+    already taken, and a language missing from the top ``k`` whose best passage is more
+    likely relevant than not (for an answerable question) gets that passage in the last
+    place."""
+    relevance = scored.relevance
+    p_answerable = scored.p_answerable
 
     def score(i: int) -> float:
         if relevance is None or p_answerable is None:
@@ -359,8 +382,6 @@ def search(
         return p_answerable * float(relevance[i])
 
     hits: list[Hit] = []
-    # A language missing from the top k whose best passage is more likely relevant than not
-    # (for an answerable question) gets that passage in the last place.
     reserve: dict[str, Hit] = {}
     n = scored.rows.size
     missing = (
@@ -409,16 +430,7 @@ def search(
                 del hits[j]
                 hits.append(hit)
                 break
-    if relevance is not None:
-        likely = {int(r) for r, p in zip(scored.rows, relevance, strict=True) if p >= 0.5}
-        _lift_languages(hits, likely)
-    return SearchResult(
-        query=text,
-        language=qlang,
-        answerable=bool(hits),
-        hits=tuple(hits),
-        p_answerable=p_answerable,
-    )
+    return hits
 
 
 LIFT_TO = 3  # a language's best likely-relevant passage shows no lower than this place
