@@ -135,6 +135,28 @@ def _unavailable(path: Path, exc: BaseException) -> FeedbackUnavailable:
     return FeedbackUnavailable(f"cannot use the feedback store {path.name}: {why}")
 
 
+def _passage_key(
+    label: str, doc_id: str | None, chunk_id: str | None, start: int | None, end: int | None
+) -> str:
+    """What a judgement is about: "" for the question itself (label "none"), else the chunk
+    id or ``doc_id@start:end``. Raises InvalidFeedback for a passage that is not one."""
+    if label == "none":
+        if doc_id or chunk_id or start is not None or end is not None:
+            raise InvalidFeedback('label "none" judges the question: give no passage')
+        return ""
+    if doc_id is None:
+        raise InvalidFeedback(f'label "{label}" needs the passage\'s doc_id')
+    if (start is None) != (end is None):
+        raise InvalidFeedback("give both start and end, or neither")
+    if start is not None and end is not None and not 0 <= start < end:
+        raise InvalidFeedback("the span must have 0 <= start < end")
+    if chunk_id is None and start is None:
+        raise InvalidFeedback("give the passage's chunk_id or its start and end")
+    if chunk_id is not None and not chunk_id.startswith(doc_id + "::"):
+        raise InvalidFeedback("chunk_id does not belong to doc_id")
+    return chunk_id if chunk_id is not None else f"{doc_id}@{start}:{end}"
+
+
 class FeedbackStore:
     """One SQLite file (WAL, busy timeout); safe to share between a server's threads."""
 
@@ -274,22 +296,7 @@ class FeedbackStore:
         _clean(staff, "staff", 64)
         if language is not None and language not in ("zh", "en"):
             raise InvalidFeedback("language must be zh or en")
-        if label == "none":
-            if doc_id or chunk_id or start is not None or end is not None:
-                raise InvalidFeedback('label "none" judges the question: give no passage')
-            passage = ""
-        else:
-            if doc_id is None:
-                raise InvalidFeedback(f'label "{label}" needs the passage\'s doc_id')
-            if (start is None) != (end is None):
-                raise InvalidFeedback("give both start and end, or neither")
-            if start is not None and end is not None and not 0 <= start < end:
-                raise InvalidFeedback("the span must have 0 <= start < end")
-            if chunk_id is None and start is None:
-                raise InvalidFeedback("give the passage's chunk_id or its start and end")
-            if chunk_id is not None and not chunk_id.startswith(doc_id + "::"):
-                raise InvalidFeedback("chunk_id does not belong to doc_id")
-            passage = chunk_id if chunk_id is not None else f"{doc_id}@{start}:{end}"
+        passage = _passage_key(label, doc_id, chunk_id, start, end)
         at = time.time() if now is None else now
         with self._lock:
             try:
