@@ -62,9 +62,9 @@ def ray_cluster(nodes: int) -> Iterator[Any]:
     each), never two at once across test workers; shut down after the block.
 
     Started again once when a node does not come up: with other test workers busy, a raylet
-    has failed to register ("The current node timed out during startup", no raylet log).
-    Ray chooses its ports before its processes bind them, so a server another worker starts
-    in between can take one; a second start chooses again."""
+    has failed to register ("The current node timed out during startup", no raylet log), for
+    a reason not found. A likely one: Ray chooses its ports before its processes bind them,
+    so a server another worker starts in between can take one; a second start chooses again."""
     import ray
     from ray.cluster_utils import Cluster
 
