@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from common import pct
 
 from medcite.service.testing import free_port
 
@@ -395,10 +396,6 @@ def ndcg10(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -
     measure = ir_measures.parse_measure("nDCG@10")
     per = {m.query_id: float(m.value) for m in ir_measures.iter_calc([measure], qrels, run)}
     return sum(per.get(q, 0.0) for q in qrels) / len(qrels)
-
-
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1]
 
 
 # --- report ------------------------------------------------------------------------------------
